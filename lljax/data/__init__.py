@@ -1,0 +1,1 @@
+"""Data: degradation synthesis, embedded photos, TFDS sources and input pipelines."""

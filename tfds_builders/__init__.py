@@ -1,0 +1,1 @@
+"""TFDS dataset builders of lljax (one package per dataset, TFDS layout)."""
