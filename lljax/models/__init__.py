@@ -1,0 +1,32 @@
+"""Model registry: a model name is a package under ``lljax.models``.
+
+Each model package exports:
+
+* ``Model(variant=None, **overrides) -> flax.linen.Module``,
+* ``VARIANTS``: named hyper-parameter sets (always with a ``"tiny"`` entry for tests),
+* ``KIND``: the training paradigm (``"flow"``, ``"gan"`` or ``"supervised"``),
+* ``CONVERTER``: the module path of its PyTorch converter (imported lazily; never torch),
+* ``host_features(low_u8) -> dict``: per-image preprocessing that must run on the full image on
+  the host before cropping (e.g. LLFlow's histogram equalisation); ``{}`` when not needed,
+* ``PAD_MULTIPLE``: input sizes must be a multiple of this.
+
+Trainers and the public API reach models only through ``get(name)``.
+"""
+
+import importlib
+import pkgutil
+
+_PACKAGE = __name__
+
+
+def available():
+  """Names of the model packages."""
+  pkg = importlib.import_module(_PACKAGE)
+  return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg)
+
+
+def get(name):
+  """Returns the model package ``lljax.models.<name>``; ValueError naming the known models."""
+  if name not in available():
+    raise ValueError(f"unknown model {name!r}; known models: {', '.join(available())}")
+  return importlib.import_module(f"{_PACKAGE}.{name}")

@@ -1,0 +1,86 @@
+"""2-D convolution with PyTorch's padding semantics on NHWC arrays."""
+
+from typing import Callable, Optional, Sequence, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lljax.nn import init as inits
+
+IntPair = Union[int, Sequence[int]]
+
+_PAD_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pair(v):
+  return (v, v) if isinstance(v, int) else tuple(v)
+
+
+class Conv2d(inits.ParamModule):
+  """``torch.nn.Conv2d`` on NHWC input.
+
+  Parameters are ``kernel`` (kh, kw, in/groups, out) — the torch OIHW weight transposed by
+  (2, 3, 1, 0) — and ``bias`` (out,). Padding is explicit and symmetric as in torch
+  (default ``kernel_size // 2``), never XLA's 'SAME', which differs for strided convs.
+
+  Attributes:
+    features: output channels.
+    kernel_size: int or (kh, kw).
+    stride: int or (sh, sw).
+    padding: int or (ph, pw) applied on both sides; None means kernel_size // 2.
+    padding_mode: 'zeros', 'reflect', 'replicate' or 'circular' (torch names).
+    use_bias: whether to add a bias.
+    groups: feature groups (``groups == in_channels`` is a depthwise conv).
+    dilation: int or (dh, dw).
+    kernel_init / bias_init: default to torch's own initialisation.
+  """
+
+  features: int
+  kernel_size: IntPair = 3
+  stride: IntPair = 1
+  padding: Optional[IntPair] = None
+  padding_mode: str = "zeros"
+  use_bias: bool = True
+  groups: int = 1
+  dilation: IntPair = 1
+  kernel_init: Optional[Callable] = None
+  bias_init: Optional[Callable] = None
+  dtype: Optional[jnp.dtype] = None
+
+  @nn.compact
+  def __call__(self, x):
+    """x: (B, H, W, C_in) -> (B, H', W', features)."""
+    kh, kw = _pair(self.kernel_size)
+    in_ch = x.shape[-1]
+    if in_ch % self.groups:
+      raise ValueError(f"{in_ch} input channels are not divisible by groups={self.groups}")
+    kshape = (kh, kw, in_ch // self.groups, self.features)
+    kernel = self.param("kernel", self.kernel_init or inits.torch_default_kernel, kshape)
+    pad = _pair(self.padding) if self.padding is not None else (kh // 2, kw // 2)
+    x, pads = _pad(x, pad, self.padding_mode)
+    dtype = self.dtype or x.dtype
+    y = jax.lax.conv_general_dilated(
+        x.astype(dtype),
+        kernel.astype(dtype),
+        window_strides=_pair(self.stride),
+        padding=pads,
+        rhs_dilation=_pair(self.dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=self.groups,
+    )
+    if self.use_bias:
+      bias_init = self.bias_init or inits.torch_default_bias(inits.fan_in(kshape))
+      y = y + self.param("bias", bias_init, (self.features,)).astype(dtype)
+    return y
+
+
+def _pad(x, pad, mode):
+  """Returns (x, lax padding): zero padding is left to the conv, other modes use jnp.pad."""
+  ph, pw = pad
+  if mode not in _PAD_MODES:
+    raise ValueError(f"unknown padding_mode {mode!r}; expected one of {sorted(_PAD_MODES)}")
+  if _PAD_MODES[mode] is None:
+    return x, ((ph, ph), (pw, pw))
+  x = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), mode=_PAD_MODES[mode])
+  return x, ((0, 0), (0, 0))
