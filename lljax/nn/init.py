@@ -184,7 +184,7 @@ def init_variables(module, seed, *args, method=None, **kwargs):
   """
   with _recording() as record:
     abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, method=method, **kwargs))
-  flat = flax.traverse_util.flatten_dict(abstract["params"], sep="/")
+  flat = flax.traverse_util.flatten_dict(abstract.get("params", {}), sep="/")
   missing = sorted(set(flat) - set(record))
   if missing:
     raise TypeError(f"parameters not declared through ParamModule: {missing[:5]}")

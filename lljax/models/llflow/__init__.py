@@ -1,5 +1,7 @@
 """LLFlow: variants, factory and the model-family hooks used by trainers and the API."""
 
+import jax.numpy as jnp
+
 from lljax.models.llflow.model import LLFlow
 from lljax.models.llflow.preprocess import equalize_hist, host_features
 
@@ -30,4 +32,11 @@ def Model(variant=None, **overrides):  # pylint: disable=invalid-name
   return LLFlow(**kwargs)
 
 
-__all__ = ["CONVERTER", "KIND", "LLFlow", "Model", "PAD_MULTIPLE", "VARIANTS", "equalize_hist", "host_features"]
+def init_inputs(module, size=None):
+  """Smallest valid ``module.init`` arguments (only their shapes matter): (inputs, x)."""
+  side = size or 2**module.L
+  image = jnp.zeros((1, side, side, 3), jnp.float32)
+  return ({"low": image, "histeq": image}, image)
+
+
+__all__ = ["CONVERTER", "KIND", "LLFlow", "Model", "PAD_MULTIPLE", "VARIANTS", "equalize_hist", "host_features", "init_inputs"]

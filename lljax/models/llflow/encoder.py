@@ -2,7 +2,9 @@
 
 Input: the 6-channel LQ tensor ``[log-low, histeq]`` (NHWC). Inside, two parameter-free maps
 are appended (colour map and noise map), giving 12 channels in the official order
-``[LQ (6), colour (3), noise (3)]``. Output: multi-scale features and the learned colour map.
+``[LQ (6), colour (3), noise (3)]``. Output: multi-scale features and the learned colour map. Note the official
+``LeakyReLU(inplace=True)`` after ``downconv1``: it overwrites the H/4 feature that the
+encoder returns, so ``fea_up1`` is the *activated* ``downconv1`` output (``fea_up0`` is not).
 The official module also builds ``downconv3``, ``HRconv``, ``conv_last`` and ``awb_para``,
 which its forward never uses; they are omitted here (the converter drops them by name).
 """
@@ -97,8 +99,9 @@ class ConEncoder1(nn.Module):
       if i in self.stack_blocks:
         results[f"block_{i}"] = fea
     fea_down2 = fea_head + conv("trunk_conv")(fea)
-    fea_down4 = conv("downconv1")(scale_bilinear(fea_down2, 0.5))
-    fea_down8 = conv("downconv2")(scale_bilinear(lrelu(fea_down4), 0.5))
+    # The official LeakyReLU is in place, so the H/4 feature it returns is the activated one.
+    fea_down4 = lrelu(conv("downconv1")(scale_bilinear(fea_down2, 0.5)))
+    fea_down8 = conv("downconv2")(scale_bilinear(fea_down4, 0.5))
     colour_logits = Conv2d(3, 1, name="fine_tune_color_map")(upsample_nearest(fea_down2, 2))
     results.update(fea_up2=fea_down2, fea_up1=fea_down4, fea_up0=fea_down8,
                    color_map=jax.nn.sigmoid(colour_logits))

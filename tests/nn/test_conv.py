@@ -1,0 +1,58 @@
+"""Conv2d against a direct NumPy implementation of torch.nn.Conv2d (NCHW, OIHW weights)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lljax.nn import Conv2d, init_variables, torch_default_kernel
+
+
+def _torch_conv_reference(x, w, b, stride, pad, groups, mode):
+  """x (B,C,H,W), w (O,C/g,kh,kw): the textbook cross-correlation with torch padding modes."""
+  np_mode = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+  x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode=np_mode)
+  bsz, cin, h, wd = x.shape
+  cout, cg, kh, kw = w.shape
+  ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
+  out = np.zeros((bsz, cout, ho, wo))
+  og = cout // groups
+  for o in range(cout):
+    g = o // og
+    for i in range(ho):
+      for j in range(wo):
+        patch = x[:, g * cg:(g + 1) * cg, i * stride:i * stride + kh, j * stride:j * stride + kw]
+        out[:, o, i, j] = (patch * w[o]).sum(axis=(1, 2, 3)) + (b[o] if b is not None else 0)
+  return out
+
+
+@pytest.mark.parametrize("k,stride,groups,mode", [
+    (3, 1, 1, "zeros"), (3, 2, 1, "zeros"), (1, 1, 1, "zeros"), (3, 1, 4, "zeros"),
+    (5, 1, 1, "reflect"), (3, 1, 1, "replicate"), (3, 2, 2, "circular"),
+])
+def test_conv_matches_torch_semantics(k, stride, groups, mode):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 4, 9, 8)).astype(np.float32)
+  conv = Conv2d(6 if groups != 4 else 8, k, stride=stride, groups=groups, padding_mode=mode)
+  params = init_variables(conv, 0, jnp.zeros((1, 9, 8, 4)))["params"]
+  w = np.asarray(params["kernel"]).transpose(3, 2, 0, 1)
+  b = np.asarray(params["bias"])
+  got = conv.apply({"params": params}, jnp.asarray(x.transpose(0, 2, 3, 1)))
+  want = _torch_conv_reference(x.astype(np.float64), w, b, stride, k // 2, groups, mode)
+  np.testing.assert_allclose(np.asarray(got).transpose(0, 3, 1, 2), want, atol=1e-5)
+
+
+def test_torch_default_init_bounds():
+  kernel = torch_default_kernel(jax.random.key(0), (3, 3, 16, 32))
+  bound = 1 / np.sqrt(3 * 3 * 16)
+  assert float(jnp.abs(kernel).max()) <= bound
+  assert float(jnp.abs(kernel).max()) > 0.9 * bound
+  host = torch_default_kernel.host(np.random.default_rng(0), (3, 3, 16, 32))
+  assert np.abs(host).max() <= bound and host.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
+
+
+def test_bad_groups_and_padding_mode():
+  with pytest.raises(ValueError, match="groups"):
+    Conv2d(4, groups=3).init(jax.random.key(0), jnp.zeros((1, 4, 4, 4)))
+  with pytest.raises(ValueError, match="padding_mode"):
+    Conv2d(4, padding_mode="mirror").init(jax.random.key(0), jnp.zeros((1, 4, 4, 4)))
