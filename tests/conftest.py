@@ -1,6 +1,7 @@
 """Test configuration: 8 fake CPU devices (sharding tests), highest matmul precision (parity)."""
 
 import os
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -8,9 +9,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import jax  # noqa: E402  pylint: disable=wrong-import-position
 
 jax.config.update("jax_default_matmul_precision", "highest")
+# Trainer tests compile the same steps several times (fresh run, resume, CLI); share the work.
+jax.config.update("jax_compilation_cache_dir",
+                  os.environ.get("LLJAX_TEST_COMPILATION_CACHE",
+                                 os.path.join(tempfile.gettempdir(), f"lljax-test-xla-{os.getuid()}")))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+import pathlib  # noqa: E402  pylint: disable=wrong-import-position
 
 import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
 import pytest  # noqa: E402  pylint: disable=wrong-import-position
+
+from lljax.data import sources  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def perturb_params(params, seed=0):
@@ -29,3 +39,20 @@ def perturb_params(params, seed=0):
 @pytest.fixture(name="perturb")
 def perturb_fixture():
   return perturb_params
+
+
+@pytest.fixture(scope='session')
+def embedded_data_dir(tmp_path_factory) -> pathlib.Path:
+  """A TFDS data_dir holding embedded_photos/lowlight (built on first use).
+
+  Under pytest-xdist all workers share one directory (the parent of their
+  base temp dirs); `ensure_embedded`'s lock makes only one of them build.
+  """
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent
+  data_dir = root / 'lljax_tfds'
+  sources.ensure_embedded('lowlight', data_dir)
+  return data_dir
+
+

@@ -120,8 +120,8 @@ def test_tiny_flow_logdet_equals_jacobian(perturb):
   features = model.apply({"params": params}, inputs, method=model.condition)
   fwd = lambda v: model.apply({"params": params}, v.reshape(x.shape), features,
                               method=lambda m, a, f: m.flowUpsamplerNet.forward(a, f))
-  z, logdet = fwd(x.reshape(-1))
-  jac = jax.jacfwd(lambda v: fwd(v)[0].reshape(-1))(x.reshape(-1))
+  z, logdet = jax.jit(fwd)(x.reshape(-1))
+  jac = jax.jit(jax.jacfwd(lambda v: fwd(v)[0].reshape(-1)))(x.reshape(-1))
   np.testing.assert_allclose(logdet[0], np.linalg.slogdet(np.asarray(jac, np.float64))[1], rtol=1e-4)
   back = model.apply({"params": params}, z, features, method=lambda m, a, f: m.flowUpsamplerNet.inverse(a, f))
   np.testing.assert_allclose(back[0], x, atol=1e-4)

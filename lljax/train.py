@@ -1,0 +1,57 @@
+"""``python -m lljax.train --config configs/<model>.py[:arg] --workdir DIR [--config.x=y ...]``.
+
+Thin entry point: flags -> config -> the trainer of the model's kind. Re-running with the same
+workdir resumes from its newest checkpoint.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from lljax import config_lib
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/<model>.py[:arg]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+
+# Errors a user can fix from the message alone: shown as one line, without a traceback.
+_USER_ERRORS = (config_lib.ConfigError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                PermissionError, ValueError, FloatingPointError)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _WORKDIR.value is None:
+    raise app.UsageError("--workdir is required")
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+  import jax  # pylint: disable=import-outside-toplevel
+
+  # Compiled train steps are reused across runs and resumptions of the same model.
+  cache = os.environ.get("LLJAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/lljax/xla"))
+  if cache:
+    jax.config.update("jax_compilation_cache_dir", cache)
+  from lljax import models, trainers  # pylint: disable=import-outside-toplevel
+
+  config = _CONFIG.value
+  try:
+    trainer = trainers.get(models.get(config.model.name).KIND)
+    trainer.train(config, _WORKDIR.value)
+  except _USER_ERRORS as e:
+    print(f"lljax.train: error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run():
+  flags.mark_flag_as_required("config")
+  try:
+    app.run(main)
+  except config_lib.ConfigError as e:  # raised while absl parses --config
+    print(f"lljax.train: error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  run()

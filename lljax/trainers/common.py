@@ -1,0 +1,180 @@
+"""Pieces every trainer shares: workdir files, optimizer and schedule, the finite-update guard,
+evaluation with sample grids, and the loop's periodic actions."""
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from lljax import checkpoint
+from lljax.metrics import mae, psnr, ssim
+from lljax.utils.images import make_grid, save_png, to_uint8
+
+
+class NonFiniteError(FloatingPointError):
+  """The loss or gradients became NaN/Inf; training stopped before saving the bad state."""
+
+
+def prepare_workdir(workdir):
+  """Creates ``workdir`` if needed and checks that it is writable; returns its absolute Path."""
+  path = pathlib.Path(workdir).expanduser().absolute()
+  if path.exists() and not path.is_dir():
+    raise NotADirectoryError(f"--workdir {path} exists and is not a directory")
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise PermissionError(f"cannot create --workdir {path}: {e.strerror}") from e
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise PermissionError(f"--workdir {path} is not writable")
+  return path
+
+
+def write_run_files(workdir, config, model_name, model_config):
+  """Writes ``config.json`` and ``model.json``; refuses a workdir of a different model."""
+  model_file = workdir / checkpoint.MODEL_FILE
+  spec = {"model": model_name, "config": model_config}
+  if model_file.exists():
+    old = json.loads(model_file.read_text())
+    if (old.get("model"), old.get("config")) != (model_name, json.loads(json.dumps(model_config))):
+      raise ValueError(f"--workdir {workdir} holds a run of a different model ({old.get('model')} "
+                       f"{old.get('config')}); use a new workdir to start another run")
+  checkpoint.write_json(model_file, spec)
+  checkpoint.write_json(workdir / "config.json", config.to_dict())
+
+
+def model_config(family, model_cfg):
+  """Model kwargs from ``config.model`` ({name, variant, kwargs}) as plain JSON-able values."""
+  kwargs = dict(family.VARIANTS[model_cfg.variant]) if model_cfg.get("variant") else {}
+  kwargs.update(model_cfg.get("kwargs", {}) or {})
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer and learning-rate schedule.
+# ---------------------------------------------------------------------------------------------
+
+
+def lr_schedule(cfg, total_steps):
+  """Warm-up + multi-step decay as the SRFlow/LLFlow ``train.py`` runs it.
+
+  Our update k is the official iteration ``k + cfg.step_offset`` (LLFlow counts iterations
+  from 1 and skips the update of iteration 1, so offset 2). For iteration ``it``:
+  ``lr * it / warmup`` while ``it < warmup``; afterwards the decayed rate, times
+  ``(warmup - 1) / warmup`` when ``cfg.warmup_quirk`` (the official scheduler keeps the last
+  warm-up value instead of restoring the base rate). Milestones are
+  ``int(r * niter)`` for r in ``cfg.milestones_rel`` with ``niter = total_steps + offset - 1``.
+
+  Returns a function step -> lr usable inside jit and with NumPy.
+  """
+  offset = cfg.get("step_offset", 2)
+  niter = total_steps + offset - 1
+  milestones = np.array([int(r * niter) for r in cfg.milestones_rel] or [np.iinfo(np.int32).max])
+  warmup = cfg.warmup_steps
+  base = cfg.lr * ((warmup - 1) / warmup if warmup > 0 and cfg.get("warmup_quirk", True) else 1.0)
+
+  def schedule(step):
+    xp = jnp if isinstance(step, jax.Array) else np
+    it = step + offset
+    decayed = base * cfg.gamma ** xp.sum(it >= milestones)
+    if warmup <= 0:
+      return decayed
+    return xp.where(it < warmup, cfg.lr * it / warmup, decayed)
+
+  return schedule
+
+
+def make_optimizer(cfg, schedule):
+  """Adam (torch semantics: L2 ``weight_decay`` added to the gradient), optional clipping."""
+  parts = []
+  if cfg.get("clip_grad_norm"):
+    parts.append(optax.clip_by_global_norm(cfg.clip_grad_norm))
+  if cfg.get("clip_grad_value"):
+    parts.append(optax.clip(cfg.clip_grad_value))
+  if cfg.get("weight_decay"):
+    parts.append(optax.add_decayed_weights(cfg.weight_decay))
+  parts.append(optax.scale_by_adam(cfg.b1, cfg.b2, cfg.eps))
+  parts.append(optax.scale_by_learning_rate(schedule))
+  return optax.chain(*parts)
+
+
+def guarded_update(tx, params, opt_state, grads, loss):
+  """Applies the update only if loss and gradients are finite (else keeps the old state)."""
+  updates, new_opt_state = tx.update(grads, opt_state, params)
+  new_params = optax.apply_updates(params, updates)
+  finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+  return keep(new_params, params), keep(new_opt_state, opt_state), finite
+
+
+def check_finite(step, metrics, last_checkpoint):
+  if not math.isfinite(float(metrics["loss"])) or not bool(metrics.get("finite", True)):
+    where = f"the last checkpoint (step {last_checkpoint}) is intact" if last_checkpoint is not None else "no checkpoint was written"
+    raise NonFiniteError(f"loss became non-finite at step {step} (loss={metrics['loss']}); training stopped "
+                         f"and the bad update was not applied; {where}. Lower --config.optimizer.lr or "
+                         "enable --config.optimizer.clip_grad_norm, then rerun to resume.")
+
+
+@dataclasses.dataclass
+class Every:
+  """Fires every ``period`` steps and at the last step (period <= 0: only at the last step)."""
+
+  period: int
+  total_steps: int
+
+  def __call__(self, step):
+    done = step + 1
+    return done == self.total_steps or (self.period > 0 and done % self.period == 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation: honest metrics on full images + PNG sample grids.
+# ---------------------------------------------------------------------------------------------
+
+
+def gt_mean_rescale(output, target):
+  """Scales ``output`` so its mean brightness equals the target's (the LLFlow/KinD "GT-mean")."""
+  scale = target.mean() / max(output.mean(), 1e-8)
+  return np.clip(output * scale, 0.0, 1.0)
+
+
+def evaluate(restorer, examples, workdir, step, writer, num_samples=4):
+  """Enhances each eval example; returns mean metrics and writes a sample grid PNG.
+
+  Metrics are the honest ones (clipped output vs target, no GT information) plus the PSNR after
+  GT-mean brightness rescaling that the LLFlow family selects models with.
+  """
+  rows, sums, count = [], {}, 0
+  for ex in examples:
+    out = restorer.enhance(ex["low"])
+    target = ex["normal"]
+    values = {
+        "psnr": float(psnr(out, target)[0]),
+        "ssim": float(ssim(out, target)[0]),
+        "mae": float(mae(out, target)[0]),
+        "psnr_gtmean": float(psnr(gt_mean_rescale(out, target), target)[0]),
+    }
+    sums = {k: sums.get(k, 0.0) + v for k, v in values.items()}
+    count += 1
+    if len(rows) < num_samples:
+      rows.append([to_uint8(ex["low"][0]), to_uint8(out[0]), to_uint8(target[0])])
+  if not count:
+    return {}
+  means = {f"eval/{k}": v / count for k, v in sums.items()}
+  grid = make_grid(rows)
+  samples = workdir / "samples"
+  samples.mkdir(exist_ok=True)
+  save_png(samples / f"step_{step:07d}.png", grid)
+  writer.write_images(step, {"samples (input | output | target)": grid})
+  return means
+
+
+def host_config(config):
+  """A frozen copy of the config for passing around (guards against accidental mutation)."""
+  return ml_collections.FrozenConfigDict(config)

@@ -1,0 +1,182 @@
+"""Trainer for conditional normalizing flows (LLFlow family): maximum likelihood.
+
+Per step: dequantise the normally lit target (``x + (u - 1/2) / quant``), encode it conditioned
+on the low-light input, and minimise the NLL in bits per pixel location. The prior mean is the
+model's own business (LLFlow: its learned colour map, or with probability ``train_gt_ratio`` —
+one coin per batch, as the official code — the target's chromaticity).
+
+Fresh runs initialise ActNorms from the first batch (data-dependent, over the global batch).
+Runs resume automatically from the newest checkpoint in the workdir; the data stream and the
+per-step RNG depend only on (seed, step), so a resumed run reproduces an uninterrupted one.
+"""
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lljax import api, checkpoint, flows, models, parallel
+from lljax.data import pipeline, sources
+from lljax.losses import dequantize, nll_bits_per_pixel
+from lljax.nn import init_variables
+from lljax.trainers import common
+from lljax.utils.progress import Progress
+from lljax.utils.writers import MetricWriter
+
+
+def _host_fn(family):
+  return lambda example: family.host_features(np.asarray(example["low"]))
+
+
+def loss_fn(module, flow_cfg, params, batch, rng):
+  """Mean NLL (bits per pixel location) of the batch; returns (loss, aux metrics)."""
+  dequant_rng, coin_rng = jax.random.split(rng)
+  x, logdet0 = dequantize(dequant_rng, batch["normal"], flow_cfg.quant)
+  use_gt_prior = jax.random.uniform(coin_rng) < flow_cfg.train_gt_ratio
+  out = module.apply({"params": params}, batch, x, target=batch["normal"],
+                     use_target_prior=use_gt_prior, method=module.encode)
+  pixels = x.shape[1] * x.shape[2]
+  nll = nll_bits_per_pixel(out["z"], out["logdet"] + logdet0, out["prior_mean"], pixels)
+  return jnp.mean(nll), {"gt_prior": use_gt_prior.astype(jnp.float32)}
+
+
+def make_train_step(module, tx, schedule, flow_cfg, seed, mesh):
+  """The jitted update ``(params, opt_state, step, batch) -> (params, opt_state, metrics)``."""
+  repl = parallel.replicated(mesh)
+
+  def train_step(params, opt_state, step, batch):
+    rng = jax.random.fold_in(jax.random.key(seed), step)
+    grad_fn = jax.value_and_grad(functools.partial(loss_fn, module, flow_cfg), has_aux=True)
+    (loss, aux), grads = grad_fn(params, batch, rng)
+    params, opt_state, finite = common.guarded_update(tx, params, opt_state, grads, loss)
+    metrics = {"loss": loss, "finite": finite, "lr": schedule(step),
+               "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads))), **aux}
+    return params, opt_state, metrics
+
+  return jax.jit(train_step, donate_argnums=(0, 1), out_shardings=(repl, repl, repl))
+
+
+def _actnorm_init(module, params, batch):
+  """Data-dependent ActNorm initialisation from one (global) batch."""
+
+  def run(params, batch):
+    _, state = module.apply({"params": params}, batch, batch["normal"], method=module.encode,
+                            mutable=[flows.ACTNORM_INIT])
+    return flows.init_actnorms(params, state[flows.ACTNORM_INIT])
+
+  return jax.jit(run)(params, batch)
+
+
+def _initial_params(config, family, module, mesh, first_batch):
+  """Params of a fresh run: a converted/trained model directory, or random + ActNorm init."""
+  if config.get("init_checkpoint"):
+    restorer = api.load(config.init_checkpoint)
+    if restorer.model_name != config.model.name:
+      raise ValueError(f"init_checkpoint {config.init_checkpoint} holds a {restorer.model_name} model")
+    return parallel.replicate(restorer.params, mesh), False
+  crop = config.data.crop_size
+  params = init_variables(module, config.seed, *family.init_inputs(module, size=crop))["params"]
+  params = parallel.replicate(params, mesh)
+  return _actnorm_init(module, params, first_batch), True
+
+
+def train(config, workdir):
+  """Trains a flow model as configured; writes checkpoints, metrics and samples to ``workdir``."""
+  workdir = common.prepare_workdir(workdir)
+  family = models.get(config.model.name)
+  model_kwargs = common.model_config(family, config.model)
+  module = family.Model(**model_kwargs)
+  common.write_run_files(workdir, config, config.model.name, model_kwargs)
+
+  mesh = parallel.make_mesh(config.mesh.data)
+  parallel.check_batch_size(config.batch_size, mesh)
+  schedule = common.lr_schedule(config.schedule, config.total_steps)
+  tx = common.make_optimizer(config.optimizer, schedule)
+  ckpts = checkpoint.TrainCheckpoints(workdir, config.keep_checkpoints)
+  start_step = ckpts.latest_step() or 0  # checkpoints are named by completed steps
+
+  source = sources.open_source(config.data.name, config.data.train_split, config.data.get("data_dir"))
+  batches = pipeline.train_batches(
+      source, batch_size=config.batch_size, crop_size=config.data.crop_size, seed=config.seed,
+      start_step=start_step, host_fn=_host_fn(family), flip=config.data.flip,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+  try:
+    if not start_step:
+      first = parallel.global_batch(next(batches), mesh)
+      params, fresh = _initial_params(config, family, module, mesh, first)
+      opt_state = jax.jit(tx.init, out_shardings=parallel.replicated(mesh))(params)
+      pending_batch = first
+      print(f"{workdir}: new run ({'random init + ActNorm data init' if fresh else config.init_checkpoint})")
+    else:
+      abstract = _abstract_state(module, family, tx, config, mesh)
+      params, opt_state, meta = ckpts.restore(start_step, *abstract)
+      pending_batch = None
+      print(f"{workdir}: resuming after step {meta['step']}")
+    restorer = api.Restorer(config.model.name, model_kwargs, params)
+    _loop(config, workdir, module, tx, schedule, mesh, ckpts, writer, batches, restorer,
+          params, opt_state, start_step, pending_batch)
+  finally:
+    batches.close()
+    ckpts.close()
+    writer.close()
+
+
+def _abstract_state(module, family, tx, config, mesh):
+  repl = parallel.replicated(mesh)
+  with_sharding = lambda t: jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl), t)
+  inputs = family.init_inputs(module, size=config.data.crop_size)
+  params = jax.eval_shape(lambda: module.init(jax.random.key(0), *inputs))["params"]
+  return with_sharding(params), with_sharding(jax.eval_shape(tx.init, params))
+
+
+def _loop(config, workdir, module, tx, schedule, mesh, ckpts, writer, batches, restorer,
+          params, opt_state, start_step, first_batch):
+  total = config.total_steps
+  train_step = make_train_step(module, tx, schedule, config.flow, config.seed, mesh)
+  log, save, evaluate = (common.Every(config.log_every, total), common.Every(config.checkpoint_every, total),
+                         common.Every(config.eval_every, total))
+  progress = Progress(total, start_step=start_step)
+  last_saved = start_step or None
+  pending = None  # metrics of the previous step, fetched one step late (no host sync per step)
+  for step in range(start_step, total):
+    batch = first_batch if first_batch is not None else parallel.global_batch(next(batches), mesh)
+    first_batch = None
+    params, opt_state, metrics = train_step(params, opt_state, jnp.int32(step), batch)
+    if pending is not None:
+      _report(pending, writer, progress, log, last_saved)
+    pending = (step, metrics)
+    if save(step) or evaluate(step):
+      _report(pending, writer, progress, log, last_saved)
+      pending = None
+    if evaluate(step) and jax.process_index() == 0:
+      restorer.params = params
+      examples = _eval_examples(config)
+      t0 = time.time()
+      means = common.evaluate(restorer, examples, workdir, step + 1, writer, config.num_samples)
+      writer.write_scalars(step + 1, {**means, "eval/seconds": time.time() - t0})
+      print("  eval @ step %d: %s" % (step + 1, "  ".join(f"{k[5:]}={v:.4f}" for k, v in means.items())))
+    if save(step):
+      ckpts.save(step + 1, params, opt_state, {"step": step + 1, "seed": config.seed})
+      last_saved = step + 1
+  if pending is not None:
+    _report(pending, writer, progress, log, last_saved)
+  progress.close()
+  ckpts.wait()
+
+
+def _eval_examples(config):
+  source = sources.open_source(config.data.name, config.data.eval_split, config.data.get("data_dir"))
+  return pipeline.eval_examples(source, host_fn=None, limit=config.get("eval_limit"))
+
+
+def _report(pending, writer, progress, log, last_saved):
+  step, metrics = pending
+  metrics = jax.device_get(metrics)
+  common.check_finite(step, metrics, last_saved)
+  scalars = {k: float(v) for k, v in metrics.items() if k != "finite"}
+  progress.update(step + 1, loss=scalars["loss"], lr=scalars["lr"])
+  if log(step):
+    writer.write_scalars(step + 1, {f"train/{k}": v for k, v in scalars.items()})
