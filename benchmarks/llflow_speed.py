@@ -1,0 +1,120 @@
+"""LLFlow speed and memory on this machine, beside the official PyTorch CPU baselines.
+
+  python benchmarks/llflow_speed.py            # all cases, each in its own process; prints a table
+  python benchmarks/llflow_speed.py --cases small_enhance_400x600
+  python benchmarks/llflow_speed.py case lol_train_b4_160   # one case in this process, JSON line
+
+Timing: one warm-up call (compilation, reported separately), then the median of ``--repeats``
+calls. FLOPs come from XLA's cost analysis of the compiled program (2 per multiply-add, all
+ops), so "GFLOP/s" is comparable with the machine's GEMM ceiling. Peak RSS is the process's
+``ru_maxrss`` (interpreter + JAX + model included), as in the official baseline table. Weights
+are random (speed does not depend on them); float32 throughout.
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+# Official PyTorch on this machine (shared/research/official_cpu_baselines.md): seconds, GiB.
+OFFICIAL = {
+    "lol_enhance_400x600": (24.85, 0.96),
+    "small_enhance_400x600": (3.09, 0.57),
+    "lol_train_b4_160": (26.90, 8.32),
+}
+CASES = {
+    "small_enhance_400x600": ("small", "enhance", 1, (400, 600)),
+    "lol_enhance_400x600": ("lol", "enhance", 1, (400, 600)),
+    "small_train_b16_160": ("small", "train", 16, (160, 160)),
+    "lol_train_b4_160": ("lol", "train", 4, (160, 160)),
+}
+
+
+def _build(variant, kind, batch, hw):
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+
+  from lljax import models, parallel  # pylint: disable=import-outside-toplevel
+  from lljax.nn import init_variables  # pylint: disable=import-outside-toplevel
+  from lljax.trainers import common, flow  # pylint: disable=import-outside-toplevel
+
+  family = models.get("llflow")
+  module = family.Model(variant)
+  params = init_variables(module, 0, *family.init_inputs(module))["params"]
+  rng = jax.random.key(0)
+  batch_arrays = {k: jax.random.uniform(jax.random.fold_in(rng, i), (batch, *hw, 3))
+                  for i, k in enumerate(("low", "histeq", "normal"))}
+  if kind == "enhance":
+    fn = jax.jit(lambda p, b: module.apply({"params": p}, b, method=module.enhance))
+    return fn, (params, batch_arrays)
+  cfg = ml_collections.ConfigDict(dict(
+      schedule=dict(lr=5e-4, warmup_steps=0, milestones_rel=(), gamma=0.5),
+      optimizer=dict(b1=0.9, b2=0.999, eps=1e-8), flow=dict(quant=32, train_gt_ratio=0.2)))
+  schedule = common.lr_schedule(cfg.schedule, 1000)
+  tx = common.make_optimizer(cfg.optimizer, schedule)
+  mesh = parallel.make_mesh(1)
+  step = flow.make_train_step(module, tx, schedule, cfg.flow, 0, mesh)
+  opt_state = tx.init(params)
+  return step, (params, opt_state, jnp.int32(0), batch_arrays)
+
+
+def run_case(name, repeats):
+  import jax  # pylint: disable=import-outside-toplevel
+
+  variant, kind, batch, hw = CASES[name]
+  fn, args = _build(variant, kind, batch, hw)
+  t0 = time.perf_counter()
+  compiled = fn.lower(*args).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  flops = float(cost.get("flops", float("nan")))
+  times = []
+  out = compiled(*args)  # first call (allocation)
+  jax.block_until_ready(out)
+  for _ in range(repeats):
+    if kind == "train":  # the step donates params/opt_state: feed back its outputs
+      args = (out[0], out[1], *args[2:])
+    t0 = time.perf_counter()
+    out = compiled(*args)
+    jax.block_until_ready(out)
+    times.append(time.perf_counter() - t0)
+  median = statistics.median(times)
+  return {"case": name, "compile_s": compile_s, "median_s": median, "times": times, "gflop": flops / 1e9,
+          "gflops_per_s": flops / 1e9 / median,
+          "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+          "device": str(jax.devices()[0].device_kind)}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("mode", nargs="?", default="all", choices=["all", "case"])
+  parser.add_argument("name", nargs="?")
+  parser.add_argument("--cases", nargs="*", default=list(CASES))
+  parser.add_argument("--repeats", type=int, default=3)
+  args = parser.parse_args()
+  if args.mode == "case":
+    print(json.dumps(run_case(args.name, args.repeats)))
+    return
+  rows = []
+  for name in args.cases:
+    result = subprocess.run([sys.executable, __file__, "case", name, "--repeats", str(args.repeats)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode:
+      print(f"{name}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
+      continue
+    rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+  print("| case | lljax time (s) | compile (s) | GFLOP | GFLOP/s | peak RSS (GiB) | official time (s) | official RSS (GiB) |")
+  print("|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    off_t, off_m = OFFICIAL.get(r["case"], (float("nan"), float("nan")))
+    print(f"| {r['case']} | {r['median_s']:.2f} | {r['compile_s']:.1f} | {r['gflop']:.0f} | "
+          f"{r['gflops_per_s']:.1f} | {r['peak_rss_gib']:.2f} | {off_t:.2f} | {off_m:.2f} |")
+
+
+if __name__ == "__main__":
+  main()
