@@ -1,0 +1,3 @@
+"""`gopro`: the GOPRO_Large dynamic-scene deblurring dataset."""
+
+from tfds_builders.gopro.gopro_dataset_builder import Builder

@@ -1,0 +1,3 @@
+"""`lol`: the LOL (LOw-Light) paired dataset, v1."""
+
+from tfds_builders.lol.lol_dataset_builder import Builder
