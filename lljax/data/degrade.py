@@ -583,7 +583,8 @@ def synthesize_night_blur(
   rng = np.random.default_rng(seed)
   kernel, kernel_info = motion_kernel(rng, kernel_size)
   noise = sample_camera_noise(rng, params)
-  blurred = blur_circular(sharp_u8 / 255.0, kernel)
+  # The FFT leaves ~1e-17 negatives where the direct sum is exactly 0.
+  blurred = np.maximum(blur_circular(sharp_u8 / 255.0, kernel), 0.0)
   blurry_u8 = camera_noise(blurred, rng, **noise, params=params)
   return blurry_u8, kernel, {**noise, **kernel_info}
 

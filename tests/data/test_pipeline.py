@@ -1,6 +1,7 @@
 """Tests of lljax.data.pipeline (train batches and eval examples)."""
 
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -156,12 +157,20 @@ def test_invalid_arguments():
                            process_index=2, process_count=2)
 
 
-def test_prefetch_thread_stops_on_close():
-  batches = pipeline.train_batches(ListSource(SIZES), batch_size=2, crop_size=8, seed=0)
+def test_prefetch_threads_stop_on_close():
+  before = set(threading.enumerate())
+  batches = pipeline.train_batches(ListSource(SIZES), batch_size=2, crop_size=8, seed=0,
+                                   num_threads=2)
   next(batches)
+  readers = lambda: [t for t in set(threading.enumerate()) - before
+                     if t.name.startswith('grain-prefetch')]
+  assert readers()
   batches.close()
-  batches._thread.join(timeout=5)
-  assert not batches._thread.is_alive()
+  for thread in readers():
+    thread.join(timeout=5)
+  assert not readers()
+  with pytest.raises(ValueError, match='closed'):
+    next(batches)
 
 
 def test_eval_examples_sorted_full_size_with_host_fn():

@@ -52,14 +52,23 @@ class EmbeddedPhotosConfig(tfds.core.BuilderConfig):
   """Which degradations a config applies and how many variants per photo.
 
   Attributes:
-    lowlight: apply `lljax.data.degrade.synthesize_low_light`.
-    lowlight_params: its parameter ranges.
+    lowlight: darken + Poisson-Gaussian noise (`degrade.synthesize_low_light`).
+    blur: motion blur in linear light with a stored kernel; with `lowlight`
+      the blur comes first (`degrade.synthesize_low_light_blur`), alone it is
+      `degrade.synthesize_blur`.
+    night_noise: instead, INFWIDE's recipe (`degrade.synthesize_night_blur`:
+      blur + INFWIDE's camera noise) with these parameters for train photos;
+      test photos use them with kc = `night_test_kc`.
+    night_test_kc: total camera gain of the test photos (night_noise only).
+    lowlight_params: low-light parameter ranges.
     train_variants: degraded variants of each train photo.
     test_variants: degraded variants of each test photo.
   """
 
-  # Later configs ('blur', 'lowlight_blur') add a flag and features here.
   lowlight: bool = False
+  blur: bool = False
+  night_noise: degrade.CameraNoiseParams | None = None
+  night_test_kc: float = 8.0
   lowlight_params: degrade.LowLightParams = degrade.LowLightParams()
   train_variants: int = 8
   test_variants: int = 2
@@ -73,7 +82,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       '1.0.0': (
           "Initial release: config 'lowlight' (exposure 0.01-0.1 in linear "
           'RGB, Poisson-Gaussian noise, 8-bit sRGB); train 5 photos x 8 '
-          'variants, test 2 photos x 2 variants.'
+          "variants, test 2 photos x 2 variants. Configs 'blur', "
+          "'lowlight_blur' and 'night_blur' were added later without "
+          "changing 'lowlight'."
       ),
   }
   BUILDER_CONFIGS = [
@@ -85,6 +96,32 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           ),
           lowlight=True,
       ),
+      EmbeddedPhotosConfig(
+          name='blur',
+          description=(
+              'Motion blur (random camera-trajectory kernel, 37x37, circular) '
+              'in linear RGB, 8-bit sRGB output; kernel stored.'
+          ),
+          blur=True,
+      ),
+      EmbeddedPhotosConfig(
+          name='lowlight_blur',
+          description=(
+              'Motion blur in linear RGB, then the lowlight degradation; '
+              'kernel stored.'
+          ),
+          lowlight=True,
+          blur=True,
+      ),
+      EmbeddedPhotosConfig(
+          name='night_blur',
+          description=(
+              "INFWIDE's recipe: circular motion blur of the sRGB image and "
+              "INFWIDE's CMOS camera noise (train kc in 4..15, test kc 8); "
+              'kernel stored.'
+          ),
+          night_noise=degrade.CameraNoiseParams(),
+      ),
   ]
 
   def __init__(self, *, file_format: str | None = None, **kwargs: Any):
@@ -92,19 +129,35 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     super().__init__(file_format=file_format or 'array_record', **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
+    config = self.builder_config
     image = lambda doc: tfds.features.Image(
         shape=(None, None, 3), dtype=np.uint8, encoding_format='png', doc=doc)
     scalar = lambda doc: tfds.features.Scalar(dtype=np.float32, doc=doc)
+    features = {
+        'low': image('degraded sRGB image, uint8 HxWx3'),
+        'normal': image('reference sRGB image (the cropped photo)'),
+        'name': tfds.features.Text(doc='unique id, <photo>_v<variant:02d>'),
+        'photo': tfds.features.Text(doc='source photo name'),
+    }
+    if config.lowlight:
+      features.update({
+          'exposure': scalar('exposure factor in linear RGB'),
+          'photons': scalar('photo-electrons at white after darkening'),
+          'read_sigma': scalar('read noise std, linear units of white'),
+      })
+    if config.blur or config.night_noise is not None:
+      size = degrade.KERNEL_SIZE
+      features['kernel'] = tfds.features.Tensor(
+          shape=(size, size), dtype=np.float32, doc='motion-blur kernel, unit sum')
+    if config.night_noise is not None:
+      features.update({
+          'kc': scalar('total camera gain kc'),
+          'sigma_beta': scalar('row-gain noise std'),
+          'sigma_r': scalar('read-noise std (electrons)'),
+          'dark_current': scalar('mean dark current (electrons)'),
+      })
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'low': image('degraded sRGB image, uint8 HxWx3'),
-            'normal': image('reference sRGB image (the cropped photo)'),
-            'name': tfds.features.Text(doc='unique id, <photo>_v<variant:02d>'),
-            'photo': tfds.features.Text(doc='source photo name'),
-            'exposure': scalar('exposure factor in linear RGB'),
-            'photons': scalar('photo-electrons at white after darkening'),
-            'read_sigma': scalar('read noise std, linear units of white'),
-        }),
+        features=tfds.features.FeaturesDict(features),
         supervised_keys=('low', 'normal'),
         homepage='https://scikit-image.org/docs/stable/api/skimage.data.html',
     )
@@ -113,19 +166,42 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # Nothing to download.
     config = self.builder_config
     return {
-        'train': self._generate_examples(photos.TRAIN_PHOTOS, config.train_variants),
-        'test': self._generate_examples(photos.TEST_PHOTOS, config.test_variants),
+        'train': self._generate_examples(photos.TRAIN_PHOTOS, config.train_variants, 'train'),
+        'test': self._generate_examples(photos.TEST_PHOTOS, config.test_variants, 'test'),
     }
 
-  def _degrade(self, normal: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, float]]:
-    """Applies the config's degradations to uint8 HxWx3 `normal`."""
+  def _degrade(self, normal: np.ndarray, seed: int,
+               split: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Applies the config's degradations to uint8 HxWx3 `normal`.
+
+    Returns (low uint8 HxWx3, the feature values the config stores).
+    """
     config = self.builder_config
-    if not config.lowlight:
+    if config.night_noise is not None:
+      params = config.night_noise
+      if split == 'test':
+        params = dataclasses.replace(params, kc=config.night_test_kc)
+      low, kernel, info = degrade.synthesize_night_blur(normal, seed, params)
+      keys = ('kc', 'sigma_beta', 'sigma_r', 'dark_current')
+      return low, {'kernel': kernel, **{k: np.float32(info[k]) for k in keys}}
+    if config.lowlight and config.blur:
+      low, kernel, info = degrade.synthesize_low_light_blur(normal, seed, config.lowlight_params)
+    elif config.blur:
+      low, kernel, info = degrade.synthesize_blur(normal, seed)
+    elif config.lowlight:
+      low, info = degrade.synthesize_low_light(normal, seed, config.lowlight_params)
+      kernel = None
+    else:
       raise NotImplementedError(f'config {config.name!r} has no degradation')
-    return degrade.synthesize_low_light(normal, seed, config.lowlight_params)
+    values = {}
+    if config.lowlight:
+      values = {k: np.float32(info[k]) for k in ('exposure', 'photons', 'read_sigma')}
+    if kernel is not None:
+      values['kernel'] = kernel
+    return low, values
 
   def _generate_examples(
-      self, photo_names: Sequence[str], num_variants: int
+      self, photo_names: Sequence[str], num_variants: int, split: str = 'train'
   ) -> Iterator[tuple[str, dict[str, Any]]]:
     # Variants are independent (own seed), so threads (numpy and PIL release
     # the GIL) cut the build time without changing any pixel.
@@ -134,20 +210,19 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         normal = crop_to_multiple(photos.load_photo(photo))
         normal_png = encode_png(normal)
         make = functools.partial(self._make_example, photo, normal=normal,
-                                 normal_png=normal_png)
+                                 normal_png=normal_png, split=split)
         yield from pool.map(make, range(num_variants))
 
   def _make_example(
-      self, photo: str, variant: int, normal: np.ndarray, normal_png: bytes
+      self, photo: str, variant: int, normal: np.ndarray, normal_png: bytes,
+      split: str = 'train'
   ) -> tuple[str, dict[str, Any]]:
-    low, info = self._degrade(normal, variant_seed(photo, variant))
+    low, values = self._degrade(normal, variant_seed(photo, variant), split)
     name = f'{photo}_v{variant:02d}'
     return name, {
         'low': encode_png(low),
         'normal': normal_png,
         'name': name,
         'photo': photo,
-        'exposure': np.float32(info['exposure']),
-        'photons': np.float32(info['photons']),
-        'read_sigma': np.float32(info['read_sigma']),
+        **values,
     }
