@@ -266,11 +266,10 @@ class _Archive:
       raise ManualDataError(f'{path}: cannot read the archive ({type(e).__name__}: {e})') from e
 
   def _clean(self, name: str) -> str:
-    clean = name.replace('\\', '/').lstrip('./')
-    parts = clean.split('/')
+    parts = name.replace('\\', '/').split('/')
     if name.startswith('/') or '..' in parts:
       raise ManualDataError(f'{self.path}: unsafe member path {name!r}')
-    return clean
+    return '/'.join(part for part in parts if part not in ('', '.'))
 
   def paths(self) -> set[str]:
     out = set()

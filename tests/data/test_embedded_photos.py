@@ -175,3 +175,53 @@ def test_ensure_embedded_is_idempotent(embedded_data_dir, capsys):
   assert capsys.readouterr().out == ''  # Nothing rebuilt, nothing printed.
   leftovers = list((embedded_data_dir / 'embedded_photos').glob('.lowlight-build-*'))
   assert not leftovers
+
+
+# ----------------------------------------------------------------------------
+# The blur configs (built small: one variant per photo).
+
+_SMALL_CONFIGS = {
+    'blur': dict(blur=True),
+    'lowlight_blur': dict(lowlight=True, blur=True),
+    'night_blur': dict(night_noise=degrade.CameraNoiseParams()),
+}
+
+
+@pytest.fixture(scope='module')
+def blur_dir(tmp_path_factory):
+  data_dir = tmp_path_factory.mktemp('blur_configs')
+  for name, flags in _SMALL_CONFIGS.items():
+    config = builder_lib.EmbeddedPhotosConfig(
+        name=f'{name}_small', train_variants=2, test_variants=1, train_photos=('rocket',),
+        test_photos=('chelsea',), **flags)
+    with sources._quiet_tfds():
+      builder_lib.Builder(config=config, data_dir=data_dir).download_and_prepare()
+  return data_dir
+
+
+def test_configs_and_the_unchanged_lowlight_features():
+  names = [c.name for c in builder_lib.Builder.BUILDER_CONFIGS]
+  assert names == ['lowlight', 'blur', 'lowlight_blur', 'night_blur']  # lowlight stays default
+  features = builder_lib.Builder(config='lowlight', data_dir='/nonexistent').info.features
+  assert set(features) == {'low', 'normal', 'name', 'photo', 'exposure', 'photons', 'read_sigma'}
+
+
+@pytest.mark.parametrize('name', sorted(_SMALL_CONFIGS))
+def test_blur_configs_store_kernels_and_the_documented_synthesis(name, blur_dir):
+  for split in ('train', 'test'):
+    source = tfds.data_source(f'embedded_photos/{name}_small', split=split, data_dir=str(blur_dir))
+    assert len(source) == (2 if split == 'train' else 1)
+    for ex in _examples(source):
+      seed = builder_lib.variant_seed(ex['photo'].decode(), int(ex['name'][-2:]))
+      if name == 'blur':
+        low, kernel, _ = degrade.synthesize_blur(ex['normal'], seed)
+      elif name == 'lowlight_blur':
+        low, kernel, info = degrade.synthesize_low_light_blur(ex['normal'], seed)
+        assert ex['exposure'] == pytest.approx(info['exposure'], rel=1e-6)
+      else:
+        params = degrade.CameraNoiseParams(kc=8.0 if split == 'test' else None)
+        low, kernel, info = degrade.synthesize_night_blur(ex['normal'], seed, params)
+        assert ex['kc'] == info['kc'] and (split == 'train' or ex['kc'] == 8.0)
+      np.testing.assert_array_equal(ex['low'], low)
+      np.testing.assert_array_equal(ex['kernel'], kernel)
+      assert ex['kernel'].shape == (37, 37) and ex['kernel'].sum() == pytest.approx(1, abs=1e-5)

@@ -200,3 +200,130 @@ def test_on_the_embedded_dataset(train_source, test_source):
       'chelsea_v00', 'chelsea_v01', 'coffee_v00', 'coffee_v01']
   assert examples[0]['low'].shape == (1, 296, 448, 3)
   assert len(list(pipeline.eval_examples(test_source, limit=1))) == 1
+
+
+def _transform_of(crop, window):
+  """Which of the 8 flips/transposes maps `window` to `crop` (None if none)."""
+  for transpose in (False, True):
+    for hflip in (False, True):
+      for vflip in (False, True):
+        candidate = window[:, ::-1] if hflip else window
+        candidate = candidate[::-1] if vflip else candidate
+        candidate = np.swapaxes(candidate, 0, 1) if transpose else candidate
+        if candidate.shape == crop.shape and np.array_equal(candidate, crop):
+          return transpose, hflip, vflip
+  return None
+
+
+def test_rot90_and_vflip_give_all_eight_transforms_of_aligned_windows():
+  source = ListSource(SIZES)
+  batches = _take(pipeline.train_batches(source, batch_size=5, crop_size=(12, 16), seed=1,
+                                         vflip=True, rot90=True), 12)
+  seen = set()
+  for batch in batches:
+    assert batch['low'].shape == (5, 12, 16, 3)
+    np.testing.assert_allclose(batch['normal'], 1 - batch['low'], atol=1e-6)
+    for crop in np.round(batch['low'] * 255).astype(np.uint8):
+      full = source[int(crop[0, 0, 2])]['low']
+      # Find the window: the crop's pixel values are (y, x) coordinates.
+      ys, xs = crop[..., 0], crop[..., 1]
+      window = full[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+      transform = _transform_of(crop, window)
+      assert transform is not None
+      seen.add(transform)
+  assert len(seen) == 8
+
+
+def test_default_augmentation_draws_are_unchanged_by_the_new_options():
+  make = lambda **kw: _take(pipeline.train_batches(ListSource(SIZES), batch_size=4,
+                                                   crop_size=20, seed=3, **kw), 3)
+  plain, with_vflip = make(), make(vflip=True)
+  for a, b in zip(plain, with_vflip):
+    # Same windows and horizontal flips; vertical flips added on top.
+    for crop_a, crop_b in zip(a['low'], b['low']):
+      assert np.array_equal(crop_a, crop_b) or np.array_equal(crop_a, crop_b[::-1])
+
+
+def test_resize_short_keeps_the_aspect_before_cropping():
+  assert pipeline.resize_short_side(np.zeros((40, 100, 3), np.uint8), 30).shape == (30, 75, 3)
+  assert pipeline.resize_short_side(np.zeros((90, 60, 3), np.uint8), 30).shape == (45, 30, 3)
+  source = ListSource([(40, 100)])
+  seen = []
+
+  def host_fn(example):
+    seen.append(example['low'].shape)
+    return {}
+
+  (batch,) = _take(pipeline.train_batches(source, batch_size=2, crop_size=24, seed=0,
+                                          resize_short=30, host_fn=host_fn), 1)
+  assert batch['low'].shape == (2, 24, 24, 3)
+  assert set(seen) == {(30, 75, 3)}  # host_fn sees the resized image.
+  with pytest.raises(ValueError, match='smaller than the crop'):
+    next(pipeline.train_batches(source, batch_size=1, crop_size=32, seed=0, resize_short=30,
+                                prefetch=0))
+
+
+def test_unpaired_streams_are_independent_and_deterministic():
+  source = ListSource(SIZES)
+  make = lambda **kw: _take(pipeline.train_batches(source, batch_size=5, crop_size=16, seed=2,
+                                                   unpaired=True, **kw), 6)
+  batches = make()
+  pairs = []
+  for batch in batches:
+    for low, normal in zip(batch['low'], batch['normal']):
+      pairs.append((_decode(low)[2], 255 - int(round(normal[0, 0, 2] * 255))))
+  low_ids = [p[0] for p in pairs]
+  normal_ids = [p[1] for p in pairs]
+  # Each stream is its own epoch-wise shuffle of all 5 examples...
+  for epoch in range(6):
+    assert sorted(low_ids[5 * epoch:5 * epoch + 5]) == list(range(5))
+    assert sorted(normal_ids[5 * epoch:5 * epoch + 5]) == list(range(5))
+  # ...and the two disagree (not the paired order).
+  assert sum(a != b for a, b in pairs) > 10
+  _assert_batches_equal(batches, make())
+  _assert_batches_equal(batches[4:], _take(pipeline.train_batches(
+      source, batch_size=5, crop_size=16, seed=2, unpaired=True, start_step=4), 2))
+
+
+def test_unpaired_target_source_and_argument_checks():
+  lows = ListSource(SIZES[:2])
+  targets = ListSource(SIZES[2:])
+  (batch,) = _take(pipeline.train_batches(lows, batch_size=4, crop_size=16, seed=0,
+                                          unpaired=True, target_source=targets), 1)
+  normal_ids = {255 - int(round(n[0, 0, 2] * 255)) for n in batch['normal']}
+  assert normal_ids <= {0, 1, 2}  # ids inside `targets` (its own numbering)
+  with pytest.raises(ValueError, match='only used with unpaired'):
+    pipeline.train_batches(lows, batch_size=2, crop_size=8, seed=0, target_source=targets)
+
+
+def test_pad_rules():
+  image = np.arange(5 * 7).reshape(5, 7, 1).astype(np.float32)
+  rule = pipeline.PadRule(4, 'reflect')
+  padded = rule.pad(image)
+  assert padded.shape == (8, 8, 1)
+  np.testing.assert_array_equal(padded[:5, :7], image)
+  np.testing.assert_array_equal(padded[5, :7], image[3])  # Reflection.
+  center = pipeline.PadRule(8, 'edge', 'center')
+  assert center.padding(5, 7) == ((1, 2), (0, 1))
+  padded = center.pad(image[None])
+  assert padded.shape == (1, 8, 8, 1)
+  example = {'window': (1, 0, 5, 7)}
+  np.testing.assert_array_equal(pipeline.unpad(padded, example)[0], image)
+  assert pipeline.PadRule(1).pad(image) is image
+  with pytest.raises(ValueError, match='pad mode'):
+    pipeline.PadRule(8, 'wrap')
+
+
+def test_pad_rule_of_a_model_family():
+  from lljax.models import llflow
+  assert pipeline.pad_rule(llflow) == pipeline.PadRule(8, 'reflect', 'bottom_right')
+
+
+def test_eval_examples_pad_inputs_not_targets():
+  source = ListSource([(13, 21)], names=['x'])
+  host_fn = lambda ex: {'low_copy': ex['low'].copy(), 'scalar': np.float32(1)}
+  (ex,) = pipeline.eval_examples(source, host_fn=host_fn, pad=pipeline.PadRule(8))
+  assert ex['low'].shape == ex['low_copy'].shape == (1, 16, 24, 3)
+  assert ex['normal'].shape == (1, 13, 21, 3)
+  assert ex['window'] == (0, 0, 13, 21)
+  np.testing.assert_allclose(pipeline.unpad(ex['low'], ex), 1 - ex['normal'], atol=1e-6)

@@ -63,6 +63,8 @@ class EmbeddedPhotosConfig(tfds.core.BuilderConfig):
     lowlight_params: low-light parameter ranges.
     train_variants: degraded variants of each train photo.
     test_variants: degraded variants of each test photo.
+    train_photos, test_photos: the photos of each split (default: the
+      fixed split of `lljax.data.photos`).
   """
 
   lowlight: bool = False
@@ -72,6 +74,8 @@ class EmbeddedPhotosConfig(tfds.core.BuilderConfig):
   lowlight_params: degrade.LowLightParams = degrade.LowLightParams()
   train_variants: int = 8
   test_variants: int = 2
+  train_photos: tuple[str, ...] = photos.TRAIN_PHOTOS
+  test_photos: tuple[str, ...] = photos.TEST_PHOTOS
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -166,8 +170,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # Nothing to download.
     config = self.builder_config
     return {
-        'train': self._generate_examples(photos.TRAIN_PHOTOS, config.train_variants, 'train'),
-        'test': self._generate_examples(photos.TEST_PHOTOS, config.test_variants, 'test'),
+        'train': self._generate_examples(config.train_photos, config.train_variants, 'train'),
+        'test': self._generate_examples(config.test_photos, config.test_variants, 'test'),
     }
 
   def _degrade(self, normal: np.ndarray, seed: int,
