@@ -37,7 +37,6 @@ from lljax.utils import images
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
 # Files operating systems drop into folders; never data.
 _OS_JUNK = ('thumbs.db', 'desktop.ini', '.ds_store')
-_ARCHIVE_SUFFIXES = ('.zip', '.tar', '.tar.gz', '.tgz', '.tar.bz2', '.tar.xz')
 _SEARCH_DEPTH = 3  # Levels below manual_dir searched for an extracted root.
 
 
@@ -81,10 +80,6 @@ class Layout:
   def expected(self) -> str:
     names = ', '.join(self.archives) if self.archives else 'the archive'
     return f'{names} or its extracted folder laid out as {self.description}'
-
-
-def _is_archive(path: pathlib.Path) -> bool:
-  return path.name.lower().endswith(_ARCHIVE_SUFFIXES)
 
 
 def _is_junk(name: str) -> bool:
@@ -188,6 +183,10 @@ def _folder_paths(base: pathlib.Path, depth: int, file_names: set[str]) -> set[s
   return out
 
 
+def _file_names(layout: Layout) -> set[str]:
+  return {req.rsplit('/', 1)[-1] for req in layout.required_files}
+
+
 def _required_depth(layout: Layout) -> int:
   return max(req.count('/') + 1 for req in layout.required)
 
@@ -214,8 +213,7 @@ def locate(manual_dir: os.PathLike[str] | str, layout: Layout,
         f'manual_dir {manual_dir} does not exist; download {layout.dataset} '
         f'there: {layout.expected()}')
   depth = _SEARCH_DEPTH + _required_depth(layout)
-  file_names = {req.rsplit('/', 1)[-1] for req in layout.required_files}
-  paths = _folder_paths(manual_dir, depth, file_names)
+  paths = _folder_paths(manual_dir, depth, _file_names(layout))
   root, partial, missing = _best_root(paths, layout)
   if root is not None:
     folder = manual_dir / root if root else manual_dir
@@ -271,13 +269,15 @@ class _Archive:
       raise ManualDataError(f'{self.path}: unsafe member path {name!r}')
     return '/'.join(part for part in parts if part not in ('', '.'))
 
-  def paths(self) -> set[str]:
+  def paths(self, file_names: set[str]) -> set[str]:
+    """All directories of the archive, and the files named in `file_names`."""
     out = set()
     for name in self._members:
       parts = name.split('/')
       if _is_junk(parts[-1]):
         continue
-      out.add(name)
+      if parts[-1] in file_names or len(parts) == 1:
+        out.add(name)
       out.update('/'.join(parts[:i]) for i in range(1, len(parts)))
     return out
 
@@ -319,9 +319,10 @@ class _Archive:
 def _from_archive(path: pathlib.Path, layout: Layout,
                   extract_dir: os.PathLike[str] | str | None) -> DataRoot:
   archive = _Archive(path)
-  root, partial, missing = _best_root(archive.paths(), layout)
+  paths = archive.paths(_file_names(layout))
+  root, partial, missing = _best_root(paths, layout)
   if root is None:
-    top = sorted({p.split('/')[0] for p in archive.paths()})[:8]
+    top = sorted({p.split('/')[0] for p in paths})[:8]
     where = f'{path}:{partial}' if partial else str(path)
     detail = f"missing {', '.join(missing)}" if partial is not None else (
         f"it holds {', '.join(top) or 'nothing'}")

@@ -66,8 +66,9 @@ def _full_fields(example: Example, host_fn: HostFn | None,
   """The image fields `keys` and host_fn's outputs of one decoded example."""
   missing = [key for key in keys if key not in example]
   if missing:
-    raise KeyError(f"example {_as_str(example.get('name', '?'))!r} has no {missing} "
-                   f'(it has {sorted(example)})')
+    raise ValueError(f"example {_as_str(example.get('name', '?'))!r} has no "
+                     f"{', '.join(missing)} image (it has {', '.join(sorted(example))}); "
+                     'unpaired sources need unpaired=True')
   fields = {key: np.asarray(example[key]) for key in keys}
   shapes = {key: value.shape for key, value in fields.items()}
   if len(set(shapes.values())) > 1:

@@ -292,6 +292,10 @@ def test_unpaired_target_source_and_argument_checks():
                                           unpaired=True, target_source=targets), 1)
   normal_ids = {255 - int(round(n[0, 0, 2] * 255)) for n in batch['normal']}
   assert normal_ids <= {0, 1, 2}  # ids inside `targets` (its own numbering)
+  unpaired_only = ListSource(SIZES[:1])
+  del unpaired_only.examples[0]['normal']
+  with pytest.raises(ValueError, match="'ex00' has no normal image .*unpaired=True"):
+    next(pipeline.train_batches(unpaired_only, batch_size=1, crop_size=8, seed=0, prefetch=0))
   with pytest.raises(ValueError, match='only used with unpaired'):
     pipeline.train_batches(lows, batch_size=2, crop_size=8, seed=0, target_source=targets)
 

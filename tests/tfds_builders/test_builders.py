@@ -7,7 +7,6 @@ with a few tiny images.
 
 import hashlib
 import importlib
-import io
 import json
 import pathlib
 import shutil
