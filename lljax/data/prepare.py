@@ -14,8 +14,13 @@ copy is never lost; prepared copies are kept unless `--overwrite`. The sha256
 of the archive and of every file read is saved in the dataset's
 metadata.json and summarised here, so two builds can be compared.
 
-With the `tf` extra installed, `tfds build tfds_builders/lol --manual_dir DIR`
-works too.
+With TensorFlow installed (the `tf` extra) the builders also work through
+TFDS's own API, e.g. `Builder(file_format='tfrecord').download_and_prepare(
+download_config=tfds.download.DownloadConfig(manual_dir=DIR))` and
+`as_dataset()`. The `tfds build` CLI of tensorflow-datasets 4.9.10 in
+addition imports apache_beam when it starts, and apache-beam's current
+release pins pillow < 13 and protobuf < 7, which conflict with lljax's pins;
+use this command instead.
 """
 
 from __future__ import annotations
