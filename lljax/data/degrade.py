@@ -522,19 +522,25 @@ def camera_noise(
   height, width, _ = image.shape
   ka, g = params.analog_gain, params.green_gain
   green = np.array([1.0, g, 1.0])
-  electrons = rng.poisson(255.0 * image * (green / kc))
-  beta = rng.normal(1.0, sigma_beta, size=(height, 1, 3))
-  dark = np.maximum(rng.poisson(dark_current, size=image.shape) - dark_current, 0.0)
-  read = rng.normal(0.0, sigma_r, size=image.shape)
   gain = ka / green
-  raw = gain * beta * (electrons + dark + read)
-  pepper = rng.random(image.shape) < gain * params.pepper_prob
-  salt = rng.random(image.shape) < gain * params.salt_prob
-  raw = np.where(salt, 255.0, np.where(pepper, 0.0, raw))
-  digital = np.trunc(raw) * (kc / ka)
+  raw = rng.poisson(image * (255.0 / kc) * green).astype(np.float64)  # e
+  raw += np.maximum(rng.poisson(dark_current, size=image.shape) - dark_current, 0.0)  # + D
+  raw += rng.normal(0.0, sigma_r, size=image.shape)  # + R
+  raw *= rng.normal(1.0, sigma_beta, size=(height, 1, 3)) * gain  # * ka_c * beta_row
+  # Each pixel independently turns to 0 (pepper) or 255 (salt, which wins) with
+  # a tiny probability: draw the count, then the positions.
+  flat = raw.reshape(-1, 3)
+  for probability, value in ((params.pepper_prob, 0.0), (params.salt_prob, 255.0)):
+    for channel in range(3):
+      count = rng.binomial(flat.shape[0], min(1.0, gain[channel] * probability))
+      flat[rng.choice(flat.shape[0], size=count, replace=False), channel] = value
+  np.trunc(raw, out=raw)
+  raw *= kc / ka  # digital gain kd
   # Official: (clip(x, 0, 255) / 255) ** 1 * 255, truncated, clipped.
-  out = np.trunc(np.clip(digital, 0.0, 255.0) / 255.0 * 255.0)
-  return np.clip(out, 0, 255).astype(np.uint8)
+  np.clip(raw, 0.0, 255.0, out=raw)
+  raw /= 255.0
+  raw *= 255.0
+  return np.trunc(raw).astype(np.uint8)
 
 
 def saturate(image: np.ndarray, factor: float = CameraNoiseParams.saturation) -> np.ndarray:

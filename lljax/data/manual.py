@@ -102,7 +102,7 @@ def sha256_file(path: os.PathLike[str] | str, chunk: int = 1 << 20) -> str:
 # Finding the root.
 
 
-def _matches(path: str, pattern: str) -> bool:
+def matches(path: str, pattern: str) -> bool:
   """Case-insensitive glob match of a posix path ('*' may cross '/')."""
   return fnmatch.fnmatchcase(path.lower(), pattern.lower())
 
@@ -113,7 +113,7 @@ def _missing(present: set[str], root: str, layout: Layout) -> list[str]:
   for req in layout.required:
     if any(ch in req for ch in '*?['):
       pattern = prefix + req
-      if not any(_matches(p, pattern) for p in present):
+      if not any(matches(p, pattern) for p in present):
         missing.append(req)
     elif prefix + req not in present:
       missing.append(req)
@@ -288,7 +288,7 @@ class _Archive:
       if not clean.startswith(prefix) or _is_junk(clean.rsplit('/', 1)[-1]):
         continue
       rel = clean[len(prefix):]
-      if any(_matches(rel, p) or _matches(rel, p + '/*') for p in patterns):
+      if any(matches(rel, p) or matches(rel, p + '/*') for p in patterns):
         selected[clean] = raw
 
     def target(clean: str) -> pathlib.Path:

@@ -107,9 +107,9 @@ class Builder(manual_builder.ManualBuilder):
     matches = []
     for name in root.list_dir(parent):
       child = f'{parent}/{name}' if parent else name
-      if not manual._matches(name, pattern) or not (root.path / child).is_dir():
+      if not manual.matches(name, pattern) or not (root.path / child).is_dir():
         continue
-      if all(any(manual._matches(sub, p) for sub in root.list_dir(child)) for p in must_hold):
+      if all(any(manual.matches(sub, p) for sub in root.list_dir(child)) for p in must_hold):
         matches.append(child)
     if len(matches) != 1:
       found = ', '.join(matches) if matches else 'none'
