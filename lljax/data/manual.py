@@ -208,6 +208,8 @@ def locate(manual_dir: os.PathLike[str] | str, layout: Layout,
     ManualDataError: missing manual_dir, no data, wrong layout, ambiguity.
   """
   manual_dir = pathlib.Path(manual_dir).expanduser()
+  if manual_dir.is_file():
+    raise ManualDataError(f'manual_dir {manual_dir} is a file; pass the folder that holds it')
   if not manual_dir.is_dir():
     raise ManualDataError(
         f'manual_dir {manual_dir} does not exist; download {layout.dataset} '

@@ -93,6 +93,8 @@ def prepare(name: str, manual_dir: str | os.PathLike[str] | None,
     if manual_dir is None:
       raise PrepareError(f'{dataset} needs --manual_dir (the folder with your download)')
     manual_dir = pathlib.Path(manual_dir).expanduser()
+    if manual_dir.is_file():
+      raise PrepareError(f'manual_dir {manual_dir} is a file; pass the folder that holds it')
     if not manual_dir.is_dir():
       raise PrepareError(f'manual_dir {manual_dir} does not exist')
   data_dir = pathlib.Path(data_dir).expanduser().absolute()

@@ -244,6 +244,7 @@ def test_prepare_cli_skips_prepared_and_overwrites_on_request(tmp_path, capsys):
     (['lol'], 'lol needs --manual_dir'),
     (['lol', '--manual_dir', '/nonexistent/dir'], 'manual_dir /nonexistent/dir does not exist'),
     (['coco', '--manual_dir', '.'], "unknown dataset 'coco'"),
+    (['lol', '--manual_dir', str(REPO / 'pyproject.toml')], 'pyproject.toml is a file; pass the folder'),
     (['lol_v2/raw', '--manual_dir', '.'], "lol_v2 has no config 'raw'; configs: real, synthetic"),
 ])
 def test_prepare_cli_usage_errors(tmp_path, capsys, args, message):
