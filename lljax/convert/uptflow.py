@@ -28,6 +28,10 @@ UFORMER_STAGES = ("encoderlayer_1", "encoderlayer_2", "encoderlayer_3", "bottlen
                   "decoderlayer_2", "decoderlayer_3")
 # Restormer head index of each stage (official: heads[0..3] down, then heads[2], [1], [0]).
 _STAGE_HEADS = (0, 1, 2, 3, 2, 1, 0)
+_UFORMER_WIDTHS = (1, 2, 4, 8, 4, 4, 2)  # times dim
+# MSFormer's defaults, used for stages without blocks (their heads leave no trace).
+_DEFAULT_HEADS = (2, 2, 4, 8)
+_DEFAULT_UFORMER_HEADS = (1, 2, 4, 8, 8, 4, 2)
 FFN_EXPANSION = 2.66
 CBAM_REDUCTION = 16
 
@@ -139,6 +143,17 @@ def _flow_layout(state):
   return per_level
 
 
+def _restormer_heads(state):
+  """heads[0..3] from the MDTA temperatures of the stages that have blocks."""
+  heads = {}
+  for stage, j in zip(RESTORMER_STAGES, _STAGE_HEADS):
+    key = f"RRDB.{stage}.0.attn.temperature"
+    if key in state and heads.setdefault(j, state[key].shape[0]) != state[key].shape[0]:
+      raise ConversionError(f"{key} has {state[key].shape[0]} heads; MSFormer shares heads[{j}] = {heads[j]} "
+                            "between encoder and decoder")
+  return tuple(heads.get(j, default) for j, default in enumerate(_DEFAULT_HEADS))
+
+
 def infer_config(state):
   """Model kwargs for ``lljax.models.uptflow.Model`` read off the checkpoint's shapes."""
   dim, in_ch = _shape(state, "RRDB.patch_embed.proj.weight")[:2]
@@ -149,29 +164,28 @@ def infer_config(state):
   if depths != uformer_depths:
     raise ConversionError(f"Restormer depths {depths} differ from Uformer depths {uformer_depths}; the "
                           "official MSFormer uses one depth list for both")
-  if 0 in depths:
-    raise ConversionError(f"a stage has no blocks (depths {depths})")
-  stage_heads = [_shape(state, f"RRDB.{s}.0.attn.temperature")[0] for s in RESTORMER_STAGES]
-  heads = tuple(stage_heads[:4])
-  if any(stage_heads[i] != heads[j] for i, j in enumerate(_STAGE_HEADS)):
-    raise ConversionError(f"Restormer heads per stage {stage_heads} do not follow MSFormer's layout")
-  num_heads = tuple(_shape(state, f"RRDB.{s}.blocks.0.attn.relative_position_bias_table")[1] for s in UFORMER_STAGES)
-  widths = {c: _shape(state, f"RRDB.{s}.0.ffn.project_out.weight")[1]
-            for s, c in zip(RESTORMER_STAGES[:4], (dim, 2 * dim, 4 * dim, 8 * dim))}
-  if any(hidden != int(c * FFN_EXPANSION) for c, hidden in widths.items()):
-    raise ConversionError(f"GDFN widths {widths} are not int(C * {FFN_EXPANSION})")
-  mlp_ratio = _shape(state, "RRDB.encoderlayer_1.blocks.0.mlp.conv1.weight")[0] / dim
+  heads = _restormer_heads(state)
+  num_heads = tuple(state[k].shape[1] if (k := f"RRDB.{s}.blocks.0.attn.relative_position_bias_table") in state
+                    else default for s, default in zip(UFORMER_STAGES, _DEFAULT_UFORMER_HEADS))
+  for stage, c in zip(RESTORMER_STAGES[:4], (dim, 2 * dim, 4 * dim, 8 * dim)):
+    key = f"RRDB.{stage}.0.ffn.project_out.weight"
+    if key in state and state[key].shape[1] != int(c * FFN_EXPANSION):
+      raise ConversionError(f"{key} has {state[key].shape[1]} hidden channels, not int({c} * {FFN_EXPANSION})")
+  mlp_ratio = next((state[k].shape[0] / (dim * f) for s, f in zip(UFORMER_STAGES, _UFORMER_WIDTHS)
+                    if (k := f"RRDB.{s}.blocks.0.mlp.conv1.weight") in state), 4.0)
 
   per_level = _flow_layout(state)
   levels = sorted(per_level)
   n_noaffine, k = per_level[levels[0]]
   if levels != [1, 2, 3] or any(per_level[l] != [n_noaffine, k] for l in levels):
     raise ConversionError(f"unsupported flow layout (steps without/with coupling per level): {per_level}")
-  first = next(key for key in state if re.fullmatch(_NET + r"0\.weight", key) and "fFeatures_1" in key)
+  first = next((key for key in state if re.fullmatch(_NET + r"0\.weight", key) and "fFeatures_1" in key), None)
+  if first is None:
+    raise ConversionError("not a UPT-Flow checkpoint: no flow step has an fFeatures_1 coupling net")
   hidden, cond = _shape(state, first)[:2]
   if cond != 6 * dim:
     raise ConversionError(f"the couplings take {cond} conditioning channels; MSFormer(dim={dim}) gives {6 * dim}")
-  gate = next(key for key in state if key.endswith("ChannelGate.mlp.1.weight"))
+  gate = first.replace("model.0.weight", "model.4.ChannelGate.mlp.1.weight")
   if _shape(state, gate)[0] != hidden // CBAM_REDUCTION:
     raise ConversionError(f"{gate} has shape {_shape(state, gate)}; expected CBAM reduction {CBAM_REDUCTION}")
   return dict(dim=int(dim), heads=heads, depths=depths, num_heads=num_heads,
