@@ -206,14 +206,15 @@ class UformerLayer(nn.Module):
 
 
 def _restormer(name, n, num_heads, expansion):
+  """n Restormer blocks named ``{name}_{i}``, applied in sequence (the official nn.Sequential)."""
   blocks = [TransformerBlock(num_heads, expansion, name=f"{name}_{i}") for i in range(n)]
-  return lambda x: _chain(blocks, x)
 
+  def run(x):
+    for block in blocks:
+      x = block(x)
+    return x
 
-def _chain(blocks, x):
-  for block in blocks:
-    x = block(x)
-  return x
+  return run
 
 
 def _resample(name, features, shuffle):
