@@ -10,8 +10,10 @@ negatives of each other). ``cond`` is the layer's conditioning feature map or No
 """
 
 from lljax.flows.actnorm import ACTNORM_INIT, ActNorm, init_actnorms
-from lljax.flows.coupling import CondAffineSeparatedAndCond, Conv2dZeros, CouplingNet, FlowConv2d, split_cross
+from lljax.flows.coupling import (CondAffineSeparatedAndCond, Conv2dZeros, CouplingNet, CrossAffineCoupling, FlowConv2d,
+                                  split_cross)
 from lljax.flows.invconv import InvConv1x1
+from lljax.flows.multilevel import MultiLevelFlow
 from lljax.flows.prior import gaussian_log_prob, sample_gaussian
 from lljax.flows.squeeze import Squeeze
 from lljax.flows.step import FlowStep
@@ -22,9 +24,11 @@ __all__ = [
     "CondAffineSeparatedAndCond",
     "Conv2dZeros",
     "CouplingNet",
+    "CrossAffineCoupling",
     "FlowConv2d",
     "FlowStep",
     "InvConv1x1",
+    "MultiLevelFlow",
     "Squeeze",
     "gaussian_log_prob",
     "init_actnorms",

@@ -135,3 +135,84 @@ class CondAffineSeparatedAndCond(nn.Module):
     logdet = -_sum_log(scale)
     shift, scale = split_cross(self.fFeatures(cond), self.eps)
     return z / scale - shift, logdet - _sum_log(scale)
+
+
+class CrossAffineCoupling(nn.Module):
+  """UPT-Flow's cross coupling: two rounds of (feature affine, self affine), the second round
+  transforming the *first* half from the second.
+
+  Encode, with halves z1 = z[..., :C/2], z2 = z[..., C/2:] taken anew in each round:
+
+  1. ``z = (z + shift) * scale`` from ``fFeatures_1(cond)``;
+  2. ``z2 = (z2 + shift) * scale`` from ``fAffine_1([z1, cond])``;
+  3. ``z = (z + shift) * scale`` from ``fFeatures_2(cond)``;
+  4. ``z1 = (z1 + shift) * scale`` from ``fAffine_2([z2, cond])``.
+
+  The logdet sums log(scale) of all four. Decode undoes them in reverse order.
+
+  Attributes:
+    num_channels: C of z (even).
+    hidden: conditioning-net width (64 released).
+    eps: added to the sigmoid scale (3e-4 in UPT-Flow).
+    kernels: conditioning-net kernel sizes; UPT-Flow uses (1, 3, 1).
+    attention: module factory applied before each net's last conv (UPT-Flow: ``CBAM``).
+    official_inverse_logdet: reproduce the released decode log-det, which subtracts
+      log(scale) of step 4 where step 2's belongs (the decoded image is unaffected). Off by
+      default, so that the decode log-det is the negative of the encode log-det.
+  """
+
+  num_channels: int
+  hidden: int = 64
+  eps: float = 3e-4
+  kernels: Sequence[int] = (1, 3, 1)
+  attention: Optional[Callable[..., nn.Module]] = None
+  official_inverse_logdet: bool = False
+
+  def setup(self):
+    c = self.num_channels
+    if c % 2:
+      raise ValueError(f"CrossAffineCoupling needs an even channel count, got {c}")
+    self.n_half = c // 2
+    net = functools.partial(CouplingNet, self.hidden, kernels=tuple(self.kernels), attention=self.attention)
+    self.fAffine_1 = net(c)
+    self.fAffine_2 = net(c)
+    self.fFeatures_1 = net(2 * c)
+    self.fFeatures_2 = net(2 * c)
+
+  def _params(self, net, *inputs):
+    return split_cross(net(jnp.concatenate(inputs, axis=-1)), self.eps)
+
+  def _halves(self, z):
+    return z[..., : self.n_half], z[..., self.n_half :]
+
+  def forward(self, z, cond):
+    """z: (B, H, W, C), cond: (B, H, W, C_cond) -> (z', logdet [B])."""
+    shift, scale = self._params(self.fFeatures_1, cond)
+    z = (z + shift) * scale
+    logdet = _sum_log(scale)
+    z1, z2 = self._halves(z)
+    shift, scale = self._params(self.fAffine_1, z1, cond)
+    z2 = (z2 + shift) * scale
+    logdet += _sum_log(scale)
+    shift, scale = self._params(self.fFeatures_2, cond)
+    z = (jnp.concatenate([z1, z2], axis=-1) + shift) * scale
+    logdet += _sum_log(scale)
+    z1, z2 = self._halves(z)
+    shift, scale = self._params(self.fAffine_2, z2, cond)
+    z1 = (z1 + shift) * scale
+    return jnp.concatenate([z1, z2], axis=-1), logdet + _sum_log(scale)
+
+  def inverse(self, z, cond):
+    z1, z2 = self._halves(z)
+    shift, scale_2 = self._params(self.fAffine_2, z2, cond)
+    z = jnp.concatenate([z1 / scale_2 - shift, z2], axis=-1)
+    logdet = -_sum_log(scale_2)
+    shift, scale = self._params(self.fFeatures_2, cond)
+    z = z / scale - shift
+    logdet -= _sum_log(scale)
+    z1, z2 = self._halves(z)
+    shift, scale = self._params(self.fAffine_1, z1, cond)
+    z = jnp.concatenate([z1, z2 / scale - shift], axis=-1)
+    logdet -= _sum_log(scale_2 if self.official_inverse_logdet else scale)
+    shift, scale = self._params(self.fFeatures_1, cond)
+    return z / scale - shift, logdet - _sum_log(scale)

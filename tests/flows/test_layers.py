@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lljax import flows
-from lljax.nn import init_variables
+from lljax.nn import CBAM, init_variables
 
 B, H, W, C, C_COND = 1, 4, 4, 4, 3
 
@@ -21,6 +21,7 @@ def _layers():
       "invconv": flows.InvConv1x1(C),
       "squeeze": flows.Squeeze(2),
       "coupling": flows.CondAffineSeparatedAndCond(C, hidden=6),
+      "cross_coupling": flows.CrossAffineCoupling(C, hidden=16, attention=CBAM),
       "step_nocoupling": flows.FlowStep(C),
       "step": flows.FlowStep(C, coupling=coupling),
   }
@@ -115,3 +116,31 @@ def test_gaussian_log_prob():
   mean = jnp.full_like(z, 0.5)
   want = -0.5 * ((np.asarray(z) - 0.5) ** 2 + np.log(2 * np.pi)).sum(axis=(1, 2))
   np.testing.assert_allclose(flows.gaussian_log_prob(z, mean), want, rtol=1e-6)
+
+
+def test_cross_coupling_official_inverse_logdet_quirk(perturb):
+  """The released decode log-det subtracts fAffine_2's log-scale where fAffine_1's belongs."""
+  rng = np.random.default_rng(5)
+  x = jnp.asarray(rng.normal(size=(B, H, W, C)), jnp.float32)
+  cond = jnp.asarray(rng.normal(size=(B, H, W, C_COND)), jnp.float32)
+  exact = flows.CrossAffineCoupling(C, hidden=16, attention=CBAM)
+  quirk = flows.CrossAffineCoupling(C, hidden=16, attention=CBAM, official_inverse_logdet=True)
+  params = perturb(init_variables(exact, 0, x, cond, method=exact.forward)["params"])
+  run = lambda fn, *args: exact.apply({"params": params}, *args, method=fn)
+  y, _ = run(exact.forward, x, cond)
+  x_exact, ld_exact = run(exact.inverse, y, cond)
+  x_quirk, ld_quirk = quirk.apply({"params": params}, y, cond, method=quirk.inverse)
+  np.testing.assert_array_equal(x_quirk, x_exact)
+
+  def log_scale(m, net, *inputs):
+    return jnp.sum(jnp.log(m._params(getattr(m, net), *inputs)[1]))  # pylint: disable=protected-access
+
+  def after_features_1(m, v):
+    shift, scale = m._params(m.fFeatures_1, cond)  # pylint: disable=protected-access
+    return (v + shift) * scale
+
+  z = run(after_features_1, x)
+  half = C // 2
+  expected = ld_exact + run(lambda m: log_scale(m, "fAffine_1", z[..., :half], cond)) \
+      - run(lambda m: log_scale(m, "fAffine_2", y[..., half:], cond))
+  np.testing.assert_allclose(ld_quirk, expected, rtol=1e-5)
