@@ -221,12 +221,14 @@ def evaluate(args, out=None):
   """Runs the evaluation described by parsed ``args``; returns the results dict."""
   out = out or sys.stdout
   import lljax  # pylint: disable=import-outside-toplevel
+  from lljax import checkpoint  # pylint: disable=import-outside-toplevel
   from lljax.metrics import protocols as P  # pylint: disable=import-outside-toplevel
   from lljax.utils.images import make_grid, save_png  # pylint: disable=import-outside-toplevel
   from lljax.utils.progress import Progress  # pylint: disable=import-outside-toplevel
 
-  restorer = lljax.load(args.model, step=args.step)
-  specs = args.protocol or [P.PAPER_PROTOCOL.get(restorer.model_name, "honest")]
+  # Everything that can fail fast is checked before the model is loaded.
+  model_name = checkpoint.read_model_spec(args.model)["model"]
+  specs = args.protocol or [P.PAPER_PROTOCOL.get(model_name, "honest")]
   protocols = [P.get(s) for s in specs]
   if not any(p.name == "honest" for p in protocols):
     protocols.append(P.get("honest"))
@@ -237,14 +239,14 @@ def evaluate(args, out=None):
   if existing and not args.force:
     raise FileExistsError(f"{output} already holds results ({', '.join(existing)}); "
                           "pass --force to replace them or choose another --output")
+  count, pairs = iterate_pairs(args)
+  if count == 0:
+    raise ValueError("no images to evaluate")
+  restorer = lljax.load(args.model, step=args.step)
   output.mkdir(parents=True, exist_ok=True)
   if args.save_images:
     for p in protocols:
       (output / "images" / p.spec.replace(":", "_")).mkdir(parents=True, exist_ok=True)
-
-  count, pairs = iterate_pairs(args)
-  if count == 0:
-    raise ValueError("no images to evaluate")
   first = protocols[0]
   extremes = _Extremes(args.grid)
   rows = []
