@@ -57,6 +57,8 @@ class Restorer:
     model_name: e.g. ``"llflow"``.
     config: model hyper-parameters (the kwargs of ``Model``).
     module: the Flax module. params: its parameters.
+    compiled_shapes: ``(program, input shape, with prior map)`` of every enhance/prior program
+      this restorer has run (one XLA compilation each).
   """
 
   def __init__(self, model_name, config, params):
@@ -69,10 +71,6 @@ class Restorer:
     self._encode = jax.jit(self._encode_fn)
     self._prior = jax.jit(self._prior_fn) if hasattr(self.module, "prior_map") else None
     self.compiled_shapes = set()  # (what, input shape) of every program compiled so far
-
-  @property
-  def pad_multiple(self):
-    return self.family.PAD_MULTIPLE
 
   def _enhance_fn(self, params, inputs, temperature, rng, prior_map=None):
     extra = {} if prior_map is None else {"prior_map": prior_map}
@@ -111,7 +109,7 @@ class Restorer:
     out = self._run_enhance(inputs, temperature, jax.random.key(seed))[:, : low.shape[1], : low.shape[2]]
     return np.clip(out, 0.0, 1.0) if clip else out
 
-  def enhance_image(self, image, *, max_pixels=None, tile=512, overlap=64, bucket=None,
+  def enhance_image(self, image, *, max_pixels=None, tile=512, overlap=128, bucket=None,
                     self_ensemble=False, prior="global", prior_pixels=None, temperature=0.0, seed=0,
                     clip=True):
     """Enhances one photo of any size: HWC (or 1HWC) float in [0, 1] -> HWC float32.

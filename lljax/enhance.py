@@ -55,8 +55,8 @@ def parse_args(argv):
                  help="larger images are processed in tiles (default 1.0)")
   p.add_argument("--tile", type=int, default=512, help="tile side in pixels (default 512)")
   p.add_argument("--overlap", type=int, default=128, help="tile overlap in pixels (default 128)")
-  p.add_argument("--bucket", type=int, default=64,
-                 help="pad whole images to a multiple of this to share compiled shapes (default 64)")
+  p.add_argument("--bucket", type=int, default=32,
+                 help="pad whole images to a multiple of this to share compiled shapes (default 32)")
   p.add_argument("--prior", choices=("global", "tile"), default="global",
                  help="flows, tiled images: prior from the downscaled whole image or per tile")
   p.add_argument("--temperature", type=float, default=0.0, help="flows: sampling temperature (default 0)")
@@ -74,21 +74,27 @@ def parse_args(argv):
 # Planning: which file goes where.
 
 
-def _folder_images(folder, recursive):
+def _folder_images(folder, recursive, exclude=None):
+  """Images in ``folder`` (hidden files and anything under ``exclude`` left out)."""
   pattern = "**/*" if recursive else "*"
+  exclude = exclude.resolve() if exclude is not None else None
   return sorted(p for p in folder.glob(pattern)
                 if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+                and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                and not (exclude is not None and p.resolve().is_relative_to(exclude)))
 
 
-def collect_inputs(inputs, recursive=False):
-  """Expands files, folders and globs -> [(path, relative output name)], plus input folders."""
+def collect_inputs(inputs, recursive=False, output=None):
+  """Expands files, folders and globs -> [(path, relative output name)], plus input folders.
+
+  Folder scans skip ``output`` (e.g. ``photos/ --output photos/enhanced --recursive`` run twice).
+  """
   jobs, folders = [], []
   for spec in inputs:
     path = pathlib.Path(spec)
     if path.is_dir():
       folders.append(path)
-      jobs += [(p, p.relative_to(path)) for p in _folder_images(path, recursive)]
+      jobs += [(p, p.relative_to(path)) for p in _folder_images(path, recursive, output)]
     elif path.is_file():
       jobs.append((path, pathlib.Path(path.name)))
       folders.append(path.parent)
@@ -115,8 +121,8 @@ def _same(a, b):
 
 def plan(args):
   """[(input path, output path)]; raises UsageError for collisions or a forbidden output folder."""
-  jobs, folders = collect_inputs(args.inputs, args.recursive)
   output = pathlib.Path(args.output)
+  jobs, folders = collect_inputs(args.inputs, args.recursive, output)
   if not args.force:
     for folder in folders:
       if output.resolve() == folder.resolve() or _same(output, folder):

@@ -186,3 +186,13 @@ def test_bad_arguments(llflow_small_dir, tmp_path, capsys):
   code, _, stderr = _run(capsys, "--model", tmp_path / "nomodel", tmp_path / "x.png", "--output", tmp_path / "o")
   assert code == 2 and "not an lljax model directory" in stderr
   assert not os.path.exists(tmp_path / "o")
+
+
+def test_output_inside_a_recursive_input_is_not_rescanned(photos):
+  (photos / "lit").mkdir()
+  save_png(photos / "lit" / "a.png", np.zeros((8, 8, 3), np.uint8))  # an earlier run's output
+  jobs, _ = enhance.collect_inputs([str(photos)], recursive=True, output=photos / "lit")
+  names = sorted(rel.as_posix() for _, rel in jobs)
+  assert names == ["a.png", "b16.png", "broken.png", "gray.png", "rgba.png", "rot.jpg", "sub/c.png"]
+  flat = sorted(rel.as_posix() for _, rel in enhance.collect_inputs([str(photos)])[0])
+  assert flat == ["a.png", "b16.png", "broken.png", "gray.png", "rgba.png", "rot.jpg"]  # notes.txt ignored
