@@ -8,7 +8,8 @@ What is timed is ``Restorer.enhance_image`` with ``python -m lljax.enhance``'s d
 bucket 32, tiles of 512 px with 128 px overlap above 1 megapixel, global prior from a downscaled
 copy, float32): host preprocessing, padding, the model, tiling and cropping, not file I/O.
 One warm-up call (XLA compilation, reported separately), then the median of ``--repeats``
-calls. Peak RSS is the process's ``ru_maxrss`` (interpreter, JAX runtime, model and compiled
+calls (``--repeats 0``: the first call's time, compilation included, e.g. for 24-megapixel cases:
+``llflow/small@4000x6000``). Peak RSS is the process's ``ru_maxrss`` (interpreter, JAX runtime, model and compiled
 programs included); "XLA temp" is the compiled enhance program's scratch memory from XLA's memory
 analysis (largest program of the case). Weights are random (speed does not depend on them).
 Each case runs in its own process so the peak RSS is that case's alone.
@@ -78,7 +79,7 @@ def run_case(case, repeats):
     t0 = time.perf_counter()
     restorer.enhance_image(image, **DEFAULTS)
     times.append(time.perf_counter() - t0)
-  median = statistics.median(times)
+  median = statistics.median(times) if times else first
   return {"case": case, "first_s": first, "median_s": median, "images_per_s": 1.0 / median, "times": times,
           "tiled": h * w > DEFAULTS["max_pixels"], "programs": len(restorer.compiled_shapes),
           "xla_temp_gib": max(temp.values()) / 2**30,

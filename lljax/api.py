@@ -15,6 +15,7 @@ tile. Host features such as LLFlow's histogram equalisation are always computed 
 image, never per tile.
 """
 
+import json
 import math
 import pathlib
 
@@ -67,26 +68,14 @@ class Restorer:
     self.family = models.get(model_name)
     self.module = self.family.Model(**self.config)
     self.params = params
-    self._enhance = jax.jit(self._enhance_fn)
-    self._encode = jax.jit(self._encode_fn)
-    self._prior = jax.jit(self._prior_fn) if hasattr(self.module, "prior_map") else None
+    # Jitted programs are shared by every Restorer of the same architecture (params are arguments),
+    # so evaluating several checkpoints in one process compiles each shape once.
+    self._enhance, self._encode, self._prior = _programs(model_name, self.config)
     self.compiled_shapes = set()  # (what, input shape) of every program compiled so far
-
-  def _enhance_fn(self, params, inputs, temperature, rng, prior_map=None):
-    extra = {} if prior_map is None else {"prior_map": prior_map}
-    return self.module.apply({"params": params}, inputs, temperature, rng, method=self.module.enhance, **extra)
-
-  def _prior_fn(self, params, inputs):
-    return self.module.apply({"params": params}, inputs, method=self.module.prior_map)
 
   def _run_enhance(self, inputs, temperature, rng, prior_map=None):
     self.compiled_shapes.add(("enhance", inputs["low"].shape, prior_map is not None))
     return np.asarray(self._enhance(self.params, inputs, jnp.float32(temperature), rng, prior_map))
-
-  def _encode_fn(self, params, inputs, normal):
-    out = self.module.apply({"params": params}, inputs, normal, method=self.module.encode)
-    pixels = normal.shape[1] * normal.shape[2]
-    return {**out, "nll": nll_bits_per_pixel(out["z"], out["logdet"], out["prior_mean"], pixels)}
 
   def model_inputs(self, low):
     """Host preprocessing of NHWC float [0, 1] low images: {"low", **host features}, unpadded."""
@@ -213,6 +202,33 @@ class Restorer:
       raise ValueError(f"encode() needs H and W divisible by {m}, got {low.shape[1]}x{low.shape[2]}")
     out = self._encode(self.params, self.model_inputs(low), normal)
     return jax.tree.map(np.asarray, out)
+
+
+_PROGRAMS = {}
+
+
+def _programs(model_name, config):
+  """Jitted (enhance, encode, prior map or None) for one architecture, built once per process."""
+  key = (model_name, json.dumps(config, sort_keys=True, default=repr))
+  if key not in _PROGRAMS:
+    _PROGRAMS[key] = _build_programs(models.get(model_name).Model(**config))
+  return _PROGRAMS[key]
+
+
+def _build_programs(module):
+  def enhance(params, inputs, temperature, rng, prior_map=None):
+    extra = {} if prior_map is None else {"prior_map": prior_map}
+    return module.apply({"params": params}, inputs, temperature, rng, method=module.enhance, **extra)
+
+  def encode(params, inputs, normal):
+    out = module.apply({"params": params}, inputs, normal, method=module.encode)
+    pixels = normal.shape[1] * normal.shape[2]
+    return {**out, "nll": nll_bits_per_pixel(out["z"], out["logdet"], out["prior_mean"], pixels)}
+
+  def prior(params, inputs):
+    return module.apply({"params": params}, inputs, method=module.prior_map)
+
+  return jax.jit(enhance), jax.jit(encode), (jax.jit(prior) if hasattr(module, "prior_map") else None)
 
 
 def _abstract_params(family, config):
