@@ -27,7 +27,8 @@ where stated):
   scikit-image >= 0.20 drops the keyword and computes the ordinary 2-D 7x7 SSIM. ``ssim=column``
   (default, the released code's number) or ``ssim=gray2d``; both are always reported as
   ``ssim_column`` / ``ssim_gray2d``, plus ``ssim_rgb`` (per-channel 7x7 on RGB, the README's
-  pre-2022 "0.86"). LPIPS: AlexNet v0.1 on the uint8 images. The gray conversion is OpenCV's
+  pre-2022 "0.86"). LPIPS: AlexNet v0.1 on the uint8 images. ``gt_mean=false`` skips the
+  brightness rescaling (the ~21 dB "without GT-mean" numbers of LLFlow issue #34). The gray conversion is OpenCV's
   15-bit fixed point ``(9798 R + 19235 G + 3735 B + 2^14) >> 15``, checked against OpenCV
   4.5.5, 4.6 and 5.0 on all 2^24 colours (the pinned 4.5.3.56 has no wheel for Python 3.11).
   Differences: ``mean(out)`` is over the cropped output (the official mean includes its bottom/right
@@ -278,14 +279,15 @@ def _u8_pair(a, b):
 def _llflow(output, target, **options):
   mean_gt = float(opencv_bgr2gray_float(target).mean(dtype=np.float32)) / 255.0
   mean_out = max(float(output.mean(dtype=np.float32)), 1e-8)
-  image = truncate_u8(output * np.float32(mean_gt / mean_out))
+  scale = mean_gt / mean_out if options["gt_mean"] else 1.0
+  image = truncate_u8(output * np.float32(scale))
   gray_out, gray_gt = opencv_rgb2gray_u8(image), opencv_rgb2gray_u8(target)
   metrics = {
       "psnr": psnr(image, target, 255),
       "ssim_column": ssim_columnwise(gray_out, gray_gt),
       "ssim_gray2d": ssim(gray_out, gray_gt, data_range=255),
       "ssim_rgb": ssim(image, target, data_range=255),
-      "gt_mean_scale": mean_gt / mean_out,
+      "gt_mean_scale": scale,
   }
   metrics["ssim"] = metrics["ssim_column" if options["ssim"] == "column" else "ssim_gray2d"]
   return image, metrics, _u8_pair(image, target)
@@ -356,9 +358,9 @@ def _honest(output, target):
 # name -> (title, LPIPS net, prepare, default options)
 _TABLE = {
     "llflow": ("LLFlow: GT-mean, truncated uint8, gray SSIM (column-wise, skimage 0.18)", "alex", _llflow,
-               {"ssim": "column"}),
+               {"ssim": "column", "gt_mean": True}),
     "ssflow": ("SSFlow: LLFlow's recipe (GT-mean, truncated uint8, gray SSIM)", "alex", _llflow,
-               {"ssim": "column"}),
+               {"ssim": "column", "gt_mean": True}),
     "uptflow": ("UPT-Flow: truncated uint8, RGB 7x7 SSIM, no GT-mean", "alex", _uptflow, {}),
     "basicsr": ("BasicSR: Y channel, crop border, Gaussian SSIM", "alex", _basicsr,
                 {"crop_border": 0, "y": True}),

@@ -124,6 +124,9 @@ def test_llflow_protocol(photo_pair):
   assert m.metrics["psnr"] > P.get("uptflow").measure(output, target, False).metrics["psnr"] + 3
   m2 = P.get("llflow:ssim=gray2d").measure(output, target, with_lpips=False)
   assert m2.metrics["ssim"] == m.metrics["ssim_gray2d"] != m.metrics["ssim"]
+  raw = P.get("llflow:gt_mean=false").measure(output, target, with_lpips=False)
+  np.testing.assert_array_equal(raw.image, P.truncate_u8(output))
+  assert raw.metrics["gt_mean_scale"] == 1.0 and raw.metrics["psnr"] < m.metrics["psnr"] - 3
 
 
 def test_uptflow_and_infwide_protocols(photo_pair):
@@ -210,6 +213,7 @@ def test_specs_and_errors(photo_pair):
   assert set(P.names()) == {"llflow", "ssflow", "uptflow", "basicsr", "lednet", "infwide", "devudp", "honest"}
   assert P.get("basicsr:crop_border=4").spec == "basicsr:crop_border=4"
   assert P.get("llflow:ssim=column").spec == "llflow"
+  assert P.get("llflow:gt_mean=false,ssim=gray2d").spec == "llflow:ssim=gray2d,gt_mean=false"
   for spec, msg in [("kind", "unknown protocol"), ("llflow:ssim=rgb", "one of column, gray2d"),
                     ("basicsr:crop_border=-1", ">= 0"), ("basicsr:y=maybe", "true/false"),
                     ("uptflow:foo=1", "options: none"), ("basicsr:crop", "bad option")]:
