@@ -4,15 +4,26 @@ A directory is either a training workdir (``python -m lljax.train``; the latest 
 used unless ``step`` is given) or a converted release (``python -m lljax.convert``). Images at
 the API are NHWC float32 in [0, 1]; model-specific preprocessing (LLFlow's histogram
 equalisation and log input, padding to the model's size multiple) happens inside.
+
+``Restorer.enhance_image`` handles one photo of any size: shape buckets (so a folder of mixed
+sizes compiles a few programs, not one per image), overlapping tiles with blended seams above a
+pixel budget (``lljax.tiling``) and the x8 geometric self-ensemble. For flows with a learned prior
+(LLFlow's colour map), tiles take their prior from one pass over a box-downscaled copy of the
+whole image, so all tiles decode from the same global colour estimate and agree in colour and
+brightness; a tile's own colour map (``prior="tile"``) sees only the tile and drifts from tile to
+tile. Host features such as LLFlow's histogram equalisation are always computed on the full
+image, never per tile.
 """
 
+import json
+import math
 import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lljax import checkpoint, models
+from lljax import checkpoint, models, tiling
 from lljax.losses import nll_bits_per_pixel
 from lljax.utils.images import to_uint8
 
@@ -47,6 +58,8 @@ class Restorer:
     model_name: e.g. ``"llflow"``.
     config: model hyper-parameters (the kwargs of ``Model``).
     module: the Flax module. params: its parameters.
+    compiled_shapes: ``(program, input shape, with prior map)`` of every enhance/prior program
+      this restorer has run (one XLA compilation each).
   """
 
   def __init__(self, model_name, config, params):
@@ -55,16 +68,14 @@ class Restorer:
     self.family = models.get(model_name)
     self.module = self.family.Model(**self.config)
     self.params = params
-    self._enhance = jax.jit(self._enhance_fn)
-    self._encode = jax.jit(self._encode_fn)
+    # Jitted programs are shared by every Restorer of the same architecture (params are arguments),
+    # so evaluating several checkpoints in one process compiles each shape once.
+    self._enhance, self._encode, self._prior = _programs(model_name, self.config)
+    self.compiled_shapes = set()  # (what, input shape) of every program compiled so far
 
-  def _enhance_fn(self, params, inputs, temperature, rng):
-    return self.module.apply({"params": params}, inputs, temperature, rng, method=self.module.enhance)
-
-  def _encode_fn(self, params, inputs, normal):
-    out = self.module.apply({"params": params}, inputs, normal, method=self.module.encode)
-    pixels = normal.shape[1] * normal.shape[2]
-    return {**out, "nll": nll_bits_per_pixel(out["z"], out["logdet"], out["prior_mean"], pixels)}
+  def _run_enhance(self, inputs, temperature, rng, prior_map=None):
+    self.compiled_shapes.add(("enhance", inputs["low"].shape, prior_map is not None))
+    return np.asarray(self._enhance(self.params, inputs, jnp.float32(temperature), rng, prior_map))
 
   def model_inputs(self, low):
     """Host preprocessing of NHWC float [0, 1] low images: {"low", **host features}, unpadded."""
@@ -84,10 +95,95 @@ class Restorer:
     """
     low = _as_images(images)
     inputs = {k: pad_to_multiple(v, self.family.PAD_MULTIPLE)[0] for k, v in self.model_inputs(low).items()}
-    rng = jax.random.key(seed)
-    out = self._enhance(self.params, inputs, jnp.float32(temperature), rng)
-    out = np.asarray(out)[:, : low.shape[1], : low.shape[2]]
+    out = self._run_enhance(inputs, temperature, jax.random.key(seed))[:, : low.shape[1], : low.shape[2]]
     return np.clip(out, 0.0, 1.0) if clip else out
+
+  def enhance_image(self, image, *, max_pixels=None, tile=512, overlap=128, bucket=None,
+                    self_ensemble=False, prior="global", prior_pixels=None, temperature=0.0, seed=0,
+                    clip=True):
+    """Enhances one photo of any size: HWC (or 1HWC) float in [0, 1] -> HWC float32.
+
+    Args:
+      max_pixels: images with more pixels are processed in tiles (None: never tile).
+      tile, overlap: tile side and minimum overlap in pixels (rounded up to the model's multiple).
+      bucket: whole images are reflect-padded at the bottom/right to a multiple of this (rounded up
+        to the model's multiple; None: the model's multiple) and the output cropped back; a larger
+        bucket means fewer distinct shapes to compile, at the price of a wider mirrored margin.
+      self_ensemble: average the outputs over the 8 flips/transposes (x8 compute).
+      prior: flows with a learned prior, tiled images only: "global" (from the whole image,
+        downscaled by an integer box factor to at most ``prior_pixels``, default ``max_pixels``)
+        or "tile" (each tile's own).
+      temperature, seed: flow sampling (tile ``i`` uses ``fold_in(key(seed), i)``).
+      clip: clip to [0, 1] (False: the raw output, averaged before clipping).
+    """
+    image = _as_images(image)
+    if image.shape[0] != 1:
+      raise ValueError(f"enhance_image takes one image, got a batch of {image.shape[0]}")
+    if prior not in ("global", "tile"):
+      raise ValueError(f"prior must be 'global' or 'tile', got {prior!r}")
+    run = lambda x: self._enhance_one(x, max_pixels, tile, overlap, bucket, prior, prior_pixels,
+                                      temperature, seed)
+    if self_ensemble:
+      out = sum(tiling.invert_transform(run(tiling.transform(image[0], t)), t) for t in tiling.TRANSFORMS)
+      out = out / np.float32(len(tiling.TRANSFORMS))
+    else:
+      out = run(image[0])
+    return np.clip(out, 0.0, 1.0) if clip else out
+
+  def _host_inputs(self, image):
+    """HWC float image -> {"low": float32, feature: uint8} computed on the full image."""
+    return {"low": image, **self.family.host_features(to_uint8(image))}
+
+  def _batch(self, arrays, y=0, x=0, h=None, w=None):
+    """A crop of host inputs as a float32 batch of one (uint8 features / 255)."""
+    out = {}
+    for k, v in arrays.items():
+      crop = v[y:y + (h or v.shape[0]), x:x + (w or v.shape[1])]
+      out[k] = (crop.astype(np.float32) / np.float32(255.0) if crop.dtype == np.uint8 else crop)[None]
+    return out
+
+  def _bucket(self, bucket):
+    m = self.family.PAD_MULTIPLE
+    return tiling.round_up(max(int(bucket or m), m), m)
+
+  def _enhance_one(self, image, max_pixels, tile, overlap, bucket, prior, prior_pixels, temperature, seed):
+    h, w = image.shape[:2]
+    rng = jax.random.key(seed)
+    if max_pixels is None or h * w <= max_pixels:
+      b = self._bucket(bucket)
+      arrays = {k: tiling.pad_reflect(v, tiling.round_up(h, b), tiling.round_up(w, b))
+                for k, v in self._host_inputs(image).items()}
+      return self._run_enhance(self._batch(arrays), temperature, rng)[0, :h, :w]
+    m = self.family.PAD_MULTIPLE
+    hp, wp = tiling.round_up(h, m), tiling.round_up(w, m)
+    arrays = {k: tiling.pad_reflect(v, hp, wp) for k, v in self._host_inputs(image).items()}
+    prior_map = None
+    if prior == "global" and self._prior is not None:
+      prior_map = tiling.pad_reflect(self._global_prior(image, prior_pixels or max_pixels, bucket), hp, wp)
+    th, tw, corners = tiling.tile_grid(hp, wp, tiling.round_up(tile, m), tiling.round_up(overlap, m), m)
+    acc = np.zeros((hp, wp, 3), np.float32)
+    weight = np.zeros((hp, wp, 1), np.float32)
+    for i, (y, x) in enumerate(corners):
+      tile_prior = None if prior_map is None else prior_map[y:y + th, x:x + tw][None]
+      out = self._run_enhance(self._batch(arrays, y, x, th, tw), temperature, jax.random.fold_in(rng, i), tile_prior)
+      wgt = tiling.tile_weights(th, tw, y, x, hp, wp, overlap=tiling.round_up(overlap, m))
+      acc[y:y + th, x:x + tw] += out[0] * wgt
+      weight[y:y + th, x:x + tw] += wgt
+    return (acc / weight)[:h, :w]
+
+  def _global_prior(self, image, pixels, bucket):
+    """The flow's prior map of the whole image, computed at most ``pixels`` large, at full size."""
+    h, w = image.shape[:2]
+    factor = max(1, math.ceil(math.sqrt(h * w / pixels)))
+    small = tiling.box_downscale(image, factor)
+    hs, ws = small.shape[:2]
+    b = self._bucket(bucket)
+    arrays = {k: tiling.pad_reflect(v, tiling.round_up(hs, b), tiling.round_up(ws, b))
+              for k, v in self._host_inputs(small).items()}
+    inputs = self._batch(arrays)
+    self.compiled_shapes.add(("prior", inputs["low"].shape, False))
+    small_map = np.asarray(self._prior(self.params, inputs))[0, :hs, :ws]
+    return tiling.upscale_bilinear(small_map, factor, h, w)
 
   def encode(self, low, normal):
     """Flow models: encodes ``normal`` given ``low`` -> {"z", "logdet", "prior_mean", "nll"}.
@@ -106,6 +202,33 @@ class Restorer:
       raise ValueError(f"encode() needs H and W divisible by {m}, got {low.shape[1]}x{low.shape[2]}")
     out = self._encode(self.params, self.model_inputs(low), normal)
     return jax.tree.map(np.asarray, out)
+
+
+_PROGRAMS = {}
+
+
+def _programs(model_name, config):
+  """Jitted (enhance, encode, prior map or None) for one architecture, built once per process."""
+  key = (model_name, json.dumps(config, sort_keys=True, default=repr))
+  if key not in _PROGRAMS:
+    _PROGRAMS[key] = _build_programs(models.get(model_name).Model(**config))
+  return _PROGRAMS[key]
+
+
+def _build_programs(module):
+  def enhance(params, inputs, temperature, rng, prior_map=None):
+    extra = {} if prior_map is None else {"prior_map": prior_map}
+    return module.apply({"params": params}, inputs, temperature, rng, method=module.enhance, **extra)
+
+  def encode(params, inputs, normal):
+    out = module.apply({"params": params}, inputs, normal, method=module.encode)
+    pixels = normal.shape[1] * normal.shape[2]
+    return {**out, "nll": nll_bits_per_pixel(out["z"], out["logdet"], out["prior_mean"], pixels)}
+
+  def prior(params, inputs):
+    return module.apply({"params": params}, inputs, method=module.prior_map)
+
+  return jax.jit(enhance), jax.jit(encode), (jax.jit(prior) if hasattr(module, "prior_map") else None)
 
 
 def _abstract_params(family, config):

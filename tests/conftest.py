@@ -56,3 +56,13 @@ def embedded_data_dir(tmp_path_factory) -> pathlib.Path:
   return data_dir
 
 
+
+
+@pytest.fixture(scope='session')
+def llflow_small_dir(tmp_path_factory) -> pathlib.Path:
+  """tests/fixtures/llflow/small.pth converted to an lljax model directory (once per session)."""
+  from lljax.convert import convert_checkpoint  # pylint: disable=import-outside-toplevel
+
+  out = tmp_path_factory.mktemp('models') / 'llflow_small'
+  convert_checkpoint('llflow', pathlib.Path(__file__).parent / 'fixtures' / 'llflow' / 'small.pth', out)
+  return out

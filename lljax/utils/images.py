@@ -4,8 +4,9 @@
   ``uint8`` (8-bit files) or ``uint16`` (16-bit PNGs), ``[H, W, 3]``, with
   the EXIF orientation applied; corrupt or truncated files raise
   ``ImageReadError``.
-* ``save_png(path, image, protect=())``: atomic 8/16-bit PNG writes that
-  refuse to replace protected files (e.g. dataset originals).
+* ``save_png(path, image, protect=())``: atomic 8/16-bit PNG writes (gray,
+  gray+alpha, RGB, RGBA) that refuse to replace protected files (e.g.
+  dataset originals).
 * ``to_uint8`` / ``to_float01``: float ``[0, 1]`` <-> integer images.
 * ``make_grid``: "input | output | target" sample sheets.
 
@@ -177,7 +178,7 @@ def _is_protected(path: str, protect: Sequence[str | os.PathLike]) -> bool:
 
 
 def _encode_png(image: np.ndarray) -> bytes:
-  """PNG bytes of a validated uint8/uint16 ``[H, W]`` or ``[H, W, 3]`` image."""
+  """PNG bytes of a validated uint8/uint16 ``[H, W]`` or ``[H, W, C]`` (C = 2, 3, 4) image."""
   if image.dtype == np.uint16:
     return _encode_png16(image)
   buffer = io.BytesIO()
@@ -198,8 +199,9 @@ def save_png(
 
   Args:
     path: Destination (``.png`` is not enforced).
-    image: ``uint8`` or ``uint16`` array, ``[H, W, 3]`` (RGB) or ``[H, W]``
-      (gray); ``uint16`` is written as a 16-bit PNG.
+    image: ``uint8`` or ``uint16`` array, ``[H, W]`` (gray), ``[H, W, 2]``
+      (gray + alpha), ``[H, W, 3]`` (RGB) or ``[H, W, 4]`` (RGBA);
+      ``uint16`` is written as a 16-bit PNG.
     protect: Paths that must never be written, e.g. the source images of a
       dataset. Compared after resolving symlinks (and hard links when both
       exist).
@@ -214,8 +216,8 @@ def save_png(
   image = np.asarray(image)
   if image.dtype not in (np.uint8, np.uint16):
     raise ValueError(f"save_png needs uint8 or uint16, got {image.dtype}")
-  if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
-    raise ValueError(f"save_png needs an HxWx3 or HxW image, got {image.shape}")
+  if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (2, 3, 4))):
+    raise ValueError(f"save_png needs an HxW or HxWxC image with C in 2..4, got {image.shape}")
   data = _encode_png(image)
   directory, name = os.path.split(os.path.abspath(path))
   tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
@@ -390,9 +392,9 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def _encode_png16(image: np.ndarray) -> bytes:
-  """16-bit gray (``[H, W]``) or RGB (``[H, W, 3]``) PNG, 'Up' filter on every row."""
+  """16-bit gray, gray+alpha, RGB or RGBA PNG (``[H, W]`` or ``[H, W, 2|3|4]``), 'Up' filter."""
   height, width = image.shape[:2]
-  color_type = 0 if image.ndim == 2 else 2
+  color_type = 0 if image.ndim == 2 else {1: 0, 2: 4, 3: 2, 4: 6}[image.shape[-1]]
   rows = image.astype(">u2").reshape(height, -1).view(np.uint8)
   # 'Up' (filter 2): each byte minus the byte above it, modulo 256.
   filtered = np.diff(rows, axis=0, prepend=np.zeros_like(rows[:1]))

@@ -59,12 +59,12 @@ def format_duration(seconds: float) -> str:
   return f"{secs}s"
 
 
-def _format_rate(steps_per_second: float | None) -> str:
+def _format_rate(steps_per_second: float | None, unit: str = "step") -> str:
   if steps_per_second is None:
-    return "-- steps/s"
+    return f"-- {unit}s/s"
   if steps_per_second < 1:
-    return f"{1 / steps_per_second:.2f} s/step"
-  return f"{steps_per_second:.2f} steps/s"
+    return f"{1 / steps_per_second:.2f} s/{unit}"
+  return f"{steps_per_second:.2f} {unit}s/s"
 
 
 def _format_value(value: Any) -> str:
@@ -91,6 +91,8 @@ class Progress:
     clock: Monotonic time source in seconds (injectable for tests).
     tty: Force (True) or forbid (False) ``\\r`` line rewriting; by default
       it is used when ``stream.isatty()``.
+    unit: What a step is called in the lines (e.g. ``"image"``: "image 3/40
+      ... 1.20 images/s").
   """
 
   def __init__(
@@ -102,6 +104,7 @@ class Progress:
       stream: TextIO | None = None,
       clock: Callable[[], float] = time.monotonic,
       tty: bool | None = None,
+      unit: str = "step",
   ):
     if total_steps <= start_step:
       raise ValueError(f"total_steps ({total_steps}) must exceed start_step ({start_step})")
@@ -114,6 +117,7 @@ class Progress:
       isatty = getattr(self._stream, "isatty", None)
       tty = bool(isatty and isatty())
     self._tty = tty
+    self.unit = unit
     self._start_time = clock()
     self._first = None  # (step, time) of the first update
     self._anchor = None  # (step, time) of the last printed line
@@ -138,7 +142,7 @@ class Progress:
       self._first = self._anchor = self._last = (step, now)
       took = now - self._start_time
       self._print_line(
-          [self._position(step), f"first step took {took:.1f}s (includes compilation)", text], {})
+          [self._position(step), f"first {self.unit} took {took:.1f}s (includes compilation)", text], {})
       return
     now = self._clock()
     self._last = (step, now)
@@ -152,7 +156,7 @@ class Progress:
     eta = "ETA --" if rate is None else f"ETA {format_duration((self.total_steps - step) / rate)}"
     self._anchor = (step, now)
     self._print_status(
-        [self._position(step), _format_rate(rate), eta] + text,
+        [self._position(step), _format_rate(rate, self.unit), eta] + text,
         last=step >= self.total_steps)
 
   def close(self) -> None:
@@ -161,17 +165,17 @@ class Progress:
       return
     self._closed = True
     if self._first is None:
-      self._print_line(["done: no steps were run"], {})
+      self._print_line([f"done: no {self.unit}s were run"], {})
       return
     first_step, first_time = self._first
     last_step, last_time = self._last
     steps = last_step - self.start_step
-    parts = [f"done: {steps} step{'s' if steps != 1 else ''} in "
-             f"{format_duration(last_time - self._start_time)}; first step "
+    parts = [f"done: {steps} {self.unit}{'s' if steps != 1 else ''} in "
+             f"{format_duration(last_time - self._start_time)}; first {self.unit} "
              f"{first_time - self._start_time:.1f}s (includes compilation)"]
     rate = _rate(last_step - first_step, last_time - first_time)
     if rate is not None:
-      parts[0] += f", then {_format_rate(rate)}"
+      parts[0] += f", then {_format_rate(rate, self.unit)}"
     self._print_line(parts, {})
 
   def __enter__(self) -> "Progress":
@@ -182,7 +186,7 @@ class Progress:
 
   def _position(self, step: int) -> str:
     percent = 100.0 * step / self.total_steps
-    return f"step {step}/{self.total_steps} ({percent:.1f}%)"
+    return f"{self.unit} {step}/{self.total_steps} ({percent:.1f}%)"
 
   def _print_line(self, parts: list[str], scalars: dict) -> None:
     """Writes a line of its own (after ending any open rewritable line)."""

@@ -385,6 +385,18 @@ def test_protect_refuses(tmp_path, monkeypatch):
 def test_save_png_rejects_bad_images(tmp_path):
   with pytest.raises(ValueError, match="uint8 or uint16"):
     save_png(tmp_path / "f.png", np.zeros((4, 4, 3), np.float32))
-  with pytest.raises(ValueError, match="HxWx3"):
-    save_png(tmp_path / "f.png", np.zeros((4, 4, 4), np.uint8))
+  with pytest.raises(ValueError, match="HxWxC"):
+    save_png(tmp_path / "f.png", np.zeros((4, 4, 5), np.uint8))
   assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [2, 4])
+def test_png_with_alpha_round_trip(tmp_path, dtype, channels):
+  image = RNG.integers(0, np.iinfo(dtype).max + 1, (9, 11, channels), dtype=dtype)
+  save_png(tmp_path / "a.png", image)
+  got, info = read_image(tmp_path / "a.png")
+  color = image[..., :-1] if channels == 4 else np.repeat(image[..., :1], 3, axis=-1)
+  np.testing.assert_array_equal(got, color)
+  np.testing.assert_array_equal(info["alpha"], image[..., -1])
+  assert got.dtype == info["alpha"].dtype == dtype

@@ -141,3 +141,18 @@ def test_format_duration(seconds, text):
 def test_rejects_empty_range():
   with pytest.raises(ValueError, match="must exceed"):
     Progress(10, start_step=10)
+
+
+def test_unit_names_the_items():
+  clock, out = FakeClock(), io.StringIO()
+  progress = Progress(3, every_seconds=0, stream=out, clock=clock, unit="image")
+  for step, dt in ((1, 4.0), (2, 0.5), (3, 0.5)):
+    clock.t += dt
+    progress.update(step)
+  progress.close()
+  assert _lines(out) == [
+      "image 1/3 (33.3%)  first image took 4.0s (includes compilation)",
+      "image 2/3 (66.7%)  2.00 images/s  ETA 0s",
+      "image 3/3 (100.0%)  2.00 images/s  ETA 0s",
+      "done: 3 images in 5s; first image 4.0s (includes compilation), then 2.00 images/s",
+  ]

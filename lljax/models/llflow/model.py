@@ -96,13 +96,22 @@ class LLFlow(nn.Module):
     """Decode direction. z: (B, H/8, W/8, 192) -> (x (B, H, W, 3), logdet [B])."""
     return self.flowUpsamplerNet.inverse(z, self.condition(inputs))
 
-  def enhance(self, inputs, temperature=0.0, rng=None):
+  def prior_map(self, inputs):
+    """The learned colour map g(x_l), (B, H, W, 3): the latent mean is its squeeze8 (encoder only)."""
+    return self.condition(inputs)["color_map"]
+
+  def enhance(self, inputs, temperature=0.0, rng=None, prior_map=None):
     """Official reverse pass: z = squeeze8(colour map) (+ temperature * eps), decoded.
 
+    ``prior_map`` (B, H, W, 3), if given, replaces the colour map that defines z (e.g. one
+    computed on the whole image for a tile of it); None (default) is the official behaviour.
     Returns the raw, unclipped (B, H, W, 3) output.
     """
     features = self.condition(inputs)
-    z = self.prior_mean(features)
+    if prior_map is None:
+      z = self.prior_mean(features)
+    else:
+      z = squeeze2d(prior_map, self.latent_factor)
     if rng is not None:
       z = sample_gaussian(rng, z, temperature)
     return self.flowUpsamplerNet.inverse(z, features)[0]
