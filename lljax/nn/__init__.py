@@ -5,8 +5,13 @@ padding, legacy ``nearest`` resizing, bilinear resizing without antialiasing, ch
 pixel (un)shuffle), so that converted checkpoints give the same numbers. Arrays are NHWC.
 """
 
-from lljax.nn.conv import Conv2d
+from lljax.nn.buffers import BUFFERS, assign_buffers
+from lljax.nn.conv import Conv2d, ConvTranspose2d
+from lljax.nn.fac import filter_adaptive_conv
 from lljax.nn.init import ParamModule, init_variables, kaiming_normal, normal, torch_default_bias, torch_default_kernel, zeros
+from lljax.nn.layers import Linear, PReLU
+from lljax.nn.norm import BatchNorm2d
+from lljax.nn.pool import adaptive_avg_pool2d, avg_pool2d
 from lljax.nn.resample import (
     max_pool2d,
     pixel_shuffle,
@@ -20,8 +25,17 @@ from lljax.nn.resample import (
 )
 
 __all__ = [
+    "BUFFERS",
+    "BatchNorm2d",
     "Conv2d",
+    "ConvTranspose2d",
+    "Linear",
+    "PReLU",
     "ParamModule",
+    "adaptive_avg_pool2d",
+    "assign_buffers",
+    "avg_pool2d",
+    "filter_adaptive_conv",
     "init_variables",
     "kaiming_normal",
     "max_pool2d",
