@@ -11,12 +11,15 @@ from lljax.nn.fac import filter_adaptive_conv
 from lljax.nn.init import ParamModule, init_variables, kaiming_normal, normal, torch_default_bias, torch_default_kernel, zeros
 from lljax.nn.layers import Linear, PReLU
 from lljax.nn.norm import BatchNorm2d
+from lljax.nn.padding import pad2d
 from lljax.nn.pool import adaptive_avg_pool2d, avg_pool2d
 from lljax.nn.resample import (
+    interpolation_matrix,
     max_pool2d,
     pixel_shuffle,
     pixel_unshuffle,
     resize_bilinear,
+    resize_bilinear_dense,
     resize_nearest,
     scale_bilinear,
     squeeze2d,
@@ -37,12 +40,15 @@ __all__ = [
     "avg_pool2d",
     "filter_adaptive_conv",
     "init_variables",
+    "interpolation_matrix",
     "kaiming_normal",
     "max_pool2d",
     "normal",
+    "pad2d",
     "pixel_shuffle",
     "pixel_unshuffle",
     "resize_bilinear",
+    "resize_bilinear_dense",
     "resize_nearest",
     "scale_bilinear",
     "squeeze2d",

@@ -14,6 +14,7 @@ optimizer (momentum, weight decay) never changes a buffer. Without the collectio
 
 import flax
 import jax
+import jax.numpy as jnp
 
 BUFFERS = "buffers"
 
@@ -40,8 +41,12 @@ def set_buffer(module, name, value):
   module.put_variable(BUFFERS, name, jax.lax.stop_gradient(value))
 
 
-def assign_buffers(params, values):
-  """Returns ``params`` with every buffer replaced by its value from a ``"buffers"`` collection."""
+def assign_buffers(params, values, assign_if=None):
+  """Returns ``params`` with every buffer replaced by its value from a ``"buffers"`` collection.
+
+  ``assign_if``: optional boolean scalar; the buffers are assigned where it is True and
+  keep their current values where it is False (e.g. a skipped non-finite update).
+  """
   values = flax.traverse_util.flatten_dict(flax.core.unfreeze(values or {}))
   if not values:
     return params
@@ -49,5 +54,6 @@ def assign_buffers(params, values):
   for path, value in values.items():
     if path not in flat:
       raise KeyError(f"buffer {'/'.join(path)} has no matching parameter")
-    flat[path] = value.astype(flat[path].dtype)
+    value = value.astype(flat[path].dtype)
+    flat[path] = value if assign_if is None else jnp.where(assign_if, value, flat[path])
   return flax.traverse_util.unflatten_dict(flat)

@@ -15,7 +15,7 @@ materialised (the kernel tensor itself is already that large: 3200 channels at 1
 in SSFlow).
 """
 
-import jax.numpy as jnp
+from lljax.nn.padding import pad2d
 
 
 def filter_adaptive_conv(x, kernels, kernel_size=5):
@@ -37,7 +37,7 @@ def filter_adaptive_conv(x, kernels, kernel_size=5):
     raise ValueError(f"kernels must have shape {(b, h, w, c * k * k)} for x {x.shape} and k={k}, "
                      f"got {kernels.shape}")
   p = (k - 1) // 2
-  padded = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="edge")
+  padded = pad2d(x, p, "replicate")
   taps = kernels.reshape(b, h, w, c, k * k)
   out = None
   for ky in range(k):

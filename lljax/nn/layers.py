@@ -14,11 +14,11 @@ class PReLU(inits.ParamModule):
   """
 
   num_parameters: int = 1
-  init: float = 0.25
+  init_value: float = 0.25
 
   @nn.compact
   def __call__(self, x):
-    a = self.param("weight", inits.Constant(self.init), (self.num_parameters,)).astype(x.dtype)
+    a = self.param("weight", inits.Constant(self.init_value), (self.num_parameters,)).astype(x.dtype)
     return jnp.where(x >= 0, x, a * x)
 
 

@@ -51,7 +51,7 @@ def orthogonal_squeeze(x, filters):
   return jnp.einsum("cij,bijc->bc", filters.astype(x.dtype), pooled, precision=_HIGHEST)
 
 
-class OrthoAttentionBlock(nn.Module):
+class OrthoAttentionBlock(inits.ParamModule):
   """Official ``BasicBlock(inplanes=C, planes=C, height=s)`` (stride 1, no downsample).
 
   out = BN(conv3x3(ReLU(BN(conv3x3(x))))) (bias-free convs, BN eps 1e-5, momentum 0.1);

@@ -11,9 +11,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lljax.nn import Conv2d, ConvTranspose2d, PReLU, adaptive_avg_pool2d, resize_bilinear
+from lljax.nn import Conv2d, ConvTranspose2d, PReLU, adaptive_avg_pool2d, resize_bilinear, resize_bilinear_dense
 from lljax.nn import init as inits
 from lljax.nn.buffers import buffer
+from lljax.nn.padding import pad2d
 
 @dataclasses.dataclass(frozen=True)
 class BinomialFilter(inits.Initializer):
@@ -25,7 +26,7 @@ class BinomialFilter(inits.Initializer):
     return draw.xp.broadcast_to(kernel[:, :, None, None], shape) + draw.xp.zeros(shape)
 
 
-class BlurPool(nn.Module):
+class BlurPool(inits.ParamModule):
   """Official ``Downsample(filt_size=3, stride=2)``: reflect pad 1, depthwise 3x3 blur, stride 2.
 
   x: (B, H, W, C) -> (B, ceil(H/2), ceil(W/2), C). The filter is the torch buffer ``filt``
@@ -37,7 +38,7 @@ class BlurPool(nn.Module):
   def __call__(self, x):
     c = x.shape[-1]
     kernel = buffer(self, "filt", BinomialFilter(), (3, 3, 1, c))
-    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    x = pad2d(x, 1, "reflect")
     return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (2, 2), "VALID",
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
 
@@ -128,7 +129,7 @@ class PPM(nn.Module):
     for i, b in enumerate(self.bins):
       y = _conv(self.reduction, 1, f"features_{i}_1", bias=False)(adaptive_avg_pool2d(x, b))
       y = PReLU(name=f"features_{i}_2")(y)
-      out.append(resize_bilinear(y, (h, w), align_corners=True))
+      out.append(resize_bilinear_dense(y, (h, w), align_corners=True))
     fused = _conv(c, 3, "fuse_0", bias=False)(jnp.concatenate(out, axis=-1))
     return PReLU(name="fuse_1")(fused)
 
