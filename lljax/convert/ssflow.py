@@ -114,12 +114,12 @@ def _shape(state, key):
 
 def infer_config(state):
   """Model kwargs for ``lljax.models.ssflow.Model`` read off the checkpoint's shapes."""
-  nf, in_ch = _shape(state, "RRDB.conv_first.weight")[:2]
-  if in_ch != 3:
-    raise ConversionError(f"RRDB.conv_first takes {in_ch} channels; SSFlow's takes the 3-channel low image")
   channels = (_shape(state, "RRDB.denoise.E_block1.0.weight")[0],
               *(_shape(state, f"RRDB.denoise.{b}.reshape_conv.top.5.weight")[0]
                 for b in ("E_block1.2", "E_block2", "E_block3")))
+  nf, in_ch = _shape(state, "RRDB.conv_first.weight")[:2]
+  if in_ch != 3:
+    raise ConversionError(f"RRDB.conv_first takes {in_ch} channels; SSFlow's takes the 3-channel low image")
   cond = _shape(state, "RRDB.denoise.conv22.0.conv.0.weight")[0]
   filt_c, attn_size, _ = _shape(state, "RRDB.denoise.BasicBlock.F_C_A.constant_filter")
   taps = _shape(state, "RRDB.denoise.conv_fac_k1.6.weight")[0] // channels[1]
