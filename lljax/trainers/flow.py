@@ -8,8 +8,9 @@ chromaticity).
 
 ``config.flow.objective`` picks what is encoded (see ``flow_target``): ``"nll"`` (default) the
 normal-light image, as every official recipe; ``"self_supervised"`` a pseudo-target made from
-the low image alone (``lljax.losses.exposure_normalised``), whose colour map — the low image's
-own — also replaces the target's in the prior coin. That mode never reads ``batch["normal"]``.
+the low image alone (``lljax.losses.exposure_normalised``, with the gain of the full uncropped
+image, computed on the host as ``batch["low_mean"]``), whose colour map — the low image's own —
+also replaces the target's in the prior coin. That mode never reads ``batch["normal"]``.
 
 Modules with torch buffers (e.g. BatchNorm) train in torch's train mode: the ``"buffers"``
 collection is mutable in the loss and the buffers' new values are written back after each
@@ -36,8 +37,18 @@ from lljax.utils.progress import Progress
 from lljax.utils.writers import MetricWriter
 
 
-def _host_fn(family):
-  return lambda example: family.host_features(np.asarray(example["low"]))
+def _host_fn(family, flow_cfg=None):
+  """Host features of the model, plus the full image's mean for the self-supervised target."""
+  self_supervised = flow_cfg is not None and flow_cfg.get("objective", "nll") == "self_supervised"
+
+  def features(example):
+    low = np.asarray(example["low"])
+    out = dict(family.host_features(low))
+    if self_supervised:  # the gain must not depend on the crop (see exposure_normalised)
+      out["low_mean"] = np.float32(low.mean() / 255.0)
+    return out
+
+  return features
 
 
 OBJECTIVES = ("nll", "self_supervised")
@@ -49,7 +60,8 @@ def flow_target(flow_cfg, batch):
   if objective == "nll":
     return batch["normal"], batch["normal"]
   if objective == "self_supervised":
-    return exposure_normalised(batch["low"], flow_cfg.get("exposure_level", 0.5)), batch["low"]
+    target = exposure_normalised(batch["low"], flow_cfg.get("exposure_level", 0.5), batch.get("low_mean"))
+    return target, batch["low"]
   raise ValueError(f"unknown config.flow.objective {objective!r}; known: {', '.join(OBJECTIVES)}")
 
 
@@ -132,7 +144,7 @@ def train(config, workdir):
   source = sources.open_source(config.data.name, config.data.train_split, config.data.get("data_dir"))
   batches = pipeline.train_batches(
       source, batch_size=config.batch_size, crop_size=config.data.crop_size, seed=config.seed,
-      start_step=start_step, host_fn=_host_fn(family), flip=config.data.flip,
+      start_step=start_step, host_fn=_host_fn(family, config.flow), flip=config.data.flip,
       process_index=jax.process_index(), process_count=jax.process_count())
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   try:

@@ -161,7 +161,8 @@ def test_self_supervised_training_on_tiny(embedded_data_dir):
   config = load_config(f"{CONFIG}:quick,self_supervised")
   family, module = ssflow, ssflow.Model("tiny")
   source = sources.open_source("embedded_photos/lowlight", "train", embedded_data_dir)
-  batches = pipeline.train_batches(source, batch_size=4, crop_size=32, seed=0, prefetch=0)
+  batches = pipeline.train_batches(source, batch_size=4, crop_size=32, seed=0, prefetch=0,
+                                   host_fn=flow._host_fn(family, config.flow))  # pylint: disable=protected-access
   batch = dict(next(batches))
   batch["normal"] = np.full_like(batch["normal"], np.nan)
   mesh = parallel.make_mesh(1)

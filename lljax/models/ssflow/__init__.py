@@ -10,7 +10,8 @@ PAD_MULTIPLE = 8
 
 VARIANTS = {
     # confs/LOL_smallNet.yml of shibaoshun/SSFlow (the released model, trained on LOL-Blur):
-    # 9.65 M trainable parameters used by the forward pass (+ 0.26 M of buffers).
+    # 9,648,033 trainable parameters used by the forward pass (as the official count), plus
+    # 266,432 buffer values (Gram-Schmidt and blur filters, BatchNorm running statistics).
     "lol_blur": dict(nf=32, channels=(32, 64, 128, 128), cond_channels=64, attn_size=64,
                      K=4, L=3, n_noaffine=2, hidden=64),
     # For tests and quick CPU runs.
