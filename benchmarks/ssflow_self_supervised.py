@@ -4,10 +4,13 @@ output against the (never trained on) normal-light images.
   python benchmarks/ssflow_self_supervised.py                      # tiny model, 600 steps, CPU
   python benchmarks/ssflow_self_supervised.py --steps 2000 --variant lol_blur --crop 96
   python benchmarks/ssflow_self_supervised.py --blur 7             # + horizontal motion blur
+  python benchmarks/ssflow_self_supervised.py --objective nll      # the paired recipe, for reference
 
 Trains with ``configs/ssflow.py:self_supervised`` through the flow trainer (the normal-light
 images of the train split are never read: they are replaced by NaN before the trainer sees
-them), then evaluates every image of the test split (other photos than the train split):
+them), then evaluates every image of the test split (other photos than the train split).
+``--objective nll`` trains the released paired recipe instead (it reads the normal images), as
+an upper reference for the same budget. Rows:
 
 * ``input``: the low-light image itself;
 * ``pseudo-target``: ``exposure_normalised(low)``, the brightness prior the objective encodes;
@@ -70,6 +73,7 @@ def main():
   parser.add_argument("--data_dir", default=None)
   parser.add_argument("--workdir", default=None, help="default: a new temporary directory")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--objective", default="self_supervised", choices=("self_supervised", "nll"))
   args = parser.parse_args()
 
   import jax  # pylint: disable=import-outside-toplevel
@@ -79,7 +83,9 @@ def main():
   from lljax.losses import exposure_normalised  # pylint: disable=import-outside-toplevel
   from lljax.trainers import common, flow  # pylint: disable=import-outside-toplevel
 
-  config = load_config(str(pathlib.Path(__file__).parents[1] / "configs" / "ssflow.py") + ":self_supervised")
+  paired = args.objective == "nll"
+  config = load_config(str(pathlib.Path(__file__).parents[1] / "configs" / "ssflow.py")
+                       + ("" if paired else ":self_supervised"))
   config.model.variant = args.variant
   config.data.name, config.data.data_dir, config.data.crop_size = args.data, args.data_dir, args.crop
   config.batch_size, config.total_steps, config.seed = args.batch, args.steps, args.seed
@@ -89,9 +95,11 @@ def main():
   config.eval_limit, config.num_samples = 1, 1
 
   open_source = sources.open_source
-  sources_patch = lambda name, split, data_dir=None: _Degraded(open_source(name, split, data_dir), args.blur,
-                                                                hide_normal=split == config.data.train_split)
-  flow.sources.open_source = sources_patch  # the trainer reads its data through this function
+  def degraded_source(name, split, data_dir=None):
+    hide = not paired and split == config.data.train_split
+    return _Degraded(open_source(name, split, data_dir), args.blur, hide_normal=hide)
+
+  flow.sources.open_source = degraded_source  # the trainer reads its data through this function
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="ssflow_self_"))
   start = time.time()
   flow.train(config, workdir)
@@ -108,7 +116,7 @@ def main():
     rows["output"].append(_psnr(out, normal))
     rows["output, GT-mean"].append(_psnr(common.gt_mean_rescale(out, normal), normal))
 
-  print(f"\nSSFlow self-supervised, {args.variant}, {args.steps} steps of {args.batch}x{args.crop}^2 "
+  print(f"\nSSFlow {args.objective}, {args.variant}, {args.steps} steps of {args.batch}x{args.crop}^2 "
         f"({train_seconds / 60:.1f} min on {jax.devices()[0].platform}), data {args.data}"
         f"{f' + {args.blur}-px box blur' if args.blur > 1 else ''}; test split, {len(rows['input'])} images")
   print(f"{'':18s} {'mean PSNR (dB)':>14s}   per image")

@@ -168,7 +168,8 @@ def test_self_supervised_training_on_tiny(embedded_data_dir):
   mesh = parallel.make_mesh(1)
   batch = parallel.global_batch(batch, mesh)
   params = init_variables(module, 0, *family.init_inputs(module, 32))["params"]
-  params = flow._actnorm_init(module, parallel.replicate(params, mesh), batch, config.flow)  # pylint: disable=protected-access
+  params = parallel.replicate(params, mesh)
+  params = flow._actnorm_init(module, params, batch, config.flow)  # pylint: disable=protected-access
   initial = jax.device_get(params)
   schedule = common.lr_schedule(config.schedule, config.total_steps)
   tx = common.make_optimizer(config.optimizer, schedule)

@@ -9,11 +9,10 @@ from lljax.nn import BUFFERS, BatchNorm2d, assign_buffers, init_variables
 
 def _setup():
   bn = BatchNorm2d(3)
-  params = init_variables(bn, 0, jnp.zeros((1, 2, 2, 3)))["params"]
   rng = np.random.default_rng(0)
-  params = {"scale": jnp.asarray(rng.uniform(0.5, 2, 3), jnp.float32), "bias": jnp.asarray(rng.normal(size=3), jnp.float32),
-            "running_mean": jnp.asarray(rng.normal(size=3), jnp.float32),
-            "running_var": jnp.asarray(rng.uniform(0.5, 2, 3), jnp.float32)}
+  params = {"scale": rng.uniform(0.5, 2, 3), "bias": rng.normal(size=3), "running_mean": rng.normal(size=3),
+            "running_var": rng.uniform(0.5, 2, 3)}
+  params = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
   x = jnp.asarray(rng.normal(2.0, 3.0, size=(4, 5, 6, 3)), jnp.float32)
   return bn, params, x
 

@@ -11,7 +11,8 @@ from lljax.trainers import flow
 
 
 def _cfg(**kw):
-  return ml_collections.ConfigDict({"objective": "nll", "quant": 32, "train_gt_ratio": 0.2, "exposure_level": 0.5, **kw})
+  defaults = {"objective": "nll", "quant": 32, "train_gt_ratio": 0.2, "exposure_level": 0.5}
+  return ml_collections.ConfigDict({**defaults, **kw})
 
 
 def _batch(with_normal=True):
@@ -33,8 +34,8 @@ def test_self_supervised_objective_reads_only_the_low_image():
   batch["low_mean"] = np.array([0.05, 0.1], np.float32)
   image, colour = flow.flow_target(_cfg(objective="self_supervised"), batch)
   assert colour is batch["low"]
-  np.testing.assert_allclose(image, np.clip(batch["low"] * (0.5 / (batch["low_mean"][:, None, None, None] + 1e-3)), 0, 1),
-                             rtol=1e-6)
+  gain = 0.5 / (batch["low_mean"][:, None, None, None] + 1e-3)  # the full image's gain, not the crop's
+  np.testing.assert_allclose(image, np.clip(batch["low"] * gain, 0, 1), rtol=1e-6)
 
 
 def test_exposure_normalised_keeps_the_colour_map():
@@ -54,9 +55,10 @@ def test_unknown_objective():
 
 def test_host_features_add_the_full_image_mean_only_when_needed():
   example = {"low": np.full((16, 16, 3), 51, np.uint8), "normal": np.zeros((16, 16, 3), np.uint8)}
-  assert flow._host_fn(ssflow, _cfg())(example) == {}  # pylint: disable=protected-access
-  assert flow._host_fn(ssflow, _cfg(objective="self_supervised"))(example) == {"low_mean": np.float32(0.2)}  # pylint: disable=protected-access
-  assert set(flow._host_fn(llflow, _cfg(objective="self_supervised"))(example)) == {"histeq", "low_mean"}  # pylint: disable=protected-access
+  host_fn = flow._host_fn  # pylint: disable=protected-access
+  assert host_fn(ssflow, _cfg())(example) == {}
+  assert host_fn(ssflow, _cfg(objective="self_supervised"))(example) == {"low_mean": np.float32(0.2)}
+  assert set(host_fn(llflow, _cfg(objective="self_supervised"))(example)) == {"histeq", "low_mean"}
 
 
 def test_quant_zero_encodes_the_image_as_is():
