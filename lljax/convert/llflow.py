@@ -27,14 +27,8 @@ KNOWN_STACKS = {(24, 4): (1, 3, 5, 7), (4, 1): (1,)}
 _FLOW = r"flowUpsamplerNet\.layers\.(\d+)\."
 _NET = {"0": "conv_in", "2": "conv_hidden", "4": "conv_out"}
 
-RULES = [
-    *[Rule(re.escape(m) + r"\..*", DROP) for m in UNUSED_MODULES],
-    Rule(r"RRDB\.RRDB_trunk\.(\d+)\.RDB(\d)\.conv(\d)\.weight", r"RRDB/RRDB_trunk_\1/RDB\2/conv\3/kernel", conv_kernel),
-    Rule(r"RRDB\.RRDB_trunk\.(\d+)\.RDB(\d)\.conv(\d)\.bias", r"RRDB/RRDB_trunk_\1/RDB\2/conv\3/bias"),
-    Rule(r"RRDB\.fine_tune_color_map\.0\.weight", "RRDB/fine_tune_color_map/kernel", conv_kernel),
-    Rule(r"RRDB\.fine_tune_color_map\.0\.bias", "RRDB/fine_tune_color_map/bias"),
-    Rule(r"RRDB\.(\w+)\.weight", r"RRDB/\1/kernel", conv_kernel),
-    Rule(r"RRDB\.(\w+)\.bias", r"RRDB/\1/bias"),
+# The flow's rules, shared by every LLFlow-family converter (SSFlow's flow is LLFlow's).
+FLOW_RULES = [
     Rule(_FLOW + r"actnorm\.(bias|logs)", r"flowUpsamplerNet/layers_\1/actnorm/\2", per_channel),
     Rule(_FLOW + r"invconv\.weight", r"flowUpsamplerNet/layers_\1/invconv/weight"),
     *[
@@ -52,6 +46,17 @@ RULES = [
          per_channel),
 ]
 
+RULES = [
+    *[Rule(re.escape(m) + r"\..*", DROP) for m in UNUSED_MODULES],
+    Rule(r"RRDB\.RRDB_trunk\.(\d+)\.RDB(\d)\.conv(\d)\.weight", r"RRDB/RRDB_trunk_\1/RDB\2/conv\3/kernel", conv_kernel),
+    Rule(r"RRDB\.RRDB_trunk\.(\d+)\.RDB(\d)\.conv(\d)\.bias", r"RRDB/RRDB_trunk_\1/RDB\2/conv\3/bias"),
+    Rule(r"RRDB\.fine_tune_color_map\.0\.weight", "RRDB/fine_tune_color_map/kernel", conv_kernel),
+    Rule(r"RRDB\.fine_tune_color_map\.0\.bias", "RRDB/fine_tune_color_map/bias"),
+    Rule(r"RRDB\.(\w+)\.weight", r"RRDB/\1/kernel", conv_kernel),
+    Rule(r"RRDB\.(\w+)\.bias", r"RRDB/\1/bias"),
+    *FLOW_RULES,
+]
+
 
 def _shape(state, key):
   if key not in state:
@@ -59,7 +64,7 @@ def _shape(state, key):
   return tuple(state[key].shape)
 
 
-def _flow_layout(state):
+def _flow_layout(state, model):
   """Per flow layer index: (channels, has_coupling), from the actnorm/affine keys."""
   layers = {}
   for key in state:
@@ -71,7 +76,7 @@ def _flow_layout(state):
         channels = int(math.prod(state[key].shape))
       layers[idx] = (channels, coupling or m.group(2).startswith("affine"))
   if not layers:
-    raise ConversionError("not an LLFlow checkpoint: no flowUpsamplerNet.layers.*.actnorm keys")
+    raise ConversionError(f"not an {model} checkpoint: no flowUpsamplerNet.layers.*.actnorm keys")
   return dict(sorted(layers.items()))
 
 
@@ -85,17 +90,7 @@ def infer_config(state, stack_blocks=None):
   nb = len(trunk)
   gc = _shape(state, "RRDB.RRDB_trunk.0.RDB1.conv1.weight")[0] if nb else 32
 
-  per_level = collections.defaultdict(lambda: [0, 0])
-  for channels, coupling in _flow_layout(state).values():
-    level = round(math.log(channels / 3, 4))
-    per_level[level][1 if coupling else 0] += 1
-  levels = sorted(per_level)
-  n_noaffine, k = per_level[levels[0]]
-  if levels != list(range(1, len(levels) + 1)) or any(per_level[l] != [n_noaffine, k] for l in levels):
-    raise ConversionError(f"unsupported flow layout (steps without/with coupling per level): {dict(per_level)}")
-
-  first = next(key for key in state if key.endswith("affine.fFeatures.0.weight"))
-  hidden, cond = state[first].shape[:2]
+  flow, cond = flow_config(state)
   n_stack, rest = divmod(cond, nf)
   if rest or n_stack < 1:
     raise ConversionError(f"conditioning width {cond} is not a multiple of nf={nf}")
@@ -105,6 +100,24 @@ def infer_config(state, stack_blocks=None):
   if len(stack_blocks) != n_stack or any(not 0 <= b < nb for b in stack_blocks):
     raise ConversionError(f"stack_blocks {list(stack_blocks)} does not fit: the checkpoint stacks "
                           f"{n_stack} of {nb} trunk blocks")
-  return dict(nf=int(nf), nb=nb, gc=int(gc), stack_blocks=tuple(int(b) for b in stack_blocks),
-              K=k, L=len(levels), n_noaffine=n_noaffine, hidden=int(hidden))
+  return dict(nf=int(nf), nb=nb, gc=int(gc), stack_blocks=tuple(int(b) for b in stack_blocks), **flow)
+
+
+def flow_config(state, model="LLFlow"):
+  """``FlowUpsamplerNet`` kwargs (K, L, n_noaffine, hidden) and the conditioning width, read off
+  the shapes of the ``flowUpsamplerNet.layers.*`` keys."""
+  per_level = collections.defaultdict(lambda: [0, 0])
+  for channels, coupling in _flow_layout(state, model).values():
+    level = round(math.log(channels / 3, 4))
+    per_level[level][1 if coupling else 0] += 1
+  levels = sorted(per_level)
+  n_noaffine, k = per_level[levels[0]]
+  if levels != list(range(1, len(levels) + 1)) or any(per_level[l] != [n_noaffine, k] for l in levels):
+    raise ConversionError(f"unsupported flow layout (steps without/with coupling per level): {dict(per_level)}")
+
+  first = next((key for key in state if key.endswith("affine.fFeatures.0.weight")), None)
+  if first is None:
+    raise ConversionError(f"not an {model} checkpoint: its flow has no coupling layers")
+  hidden, cond = state[first].shape[:2]
+  return dict(K=k, L=len(levels), n_noaffine=n_noaffine, hidden=int(hidden)), int(cond)
 

@@ -1,5 +1,6 @@
 """Losses: pure functions of arrays (no models, no data)."""
 
 from lljax.losses.nll import dequantize, nll_bits_per_pixel
+from lljax.losses.self_supervised import exposure_normalised
 
-__all__ = ["dequantize", "nll_bits_per_pixel"]
+__all__ = ["dequantize", "exposure_normalised", "nll_bits_per_pixel"]

@@ -5,17 +5,23 @@ padding, legacy ``nearest`` resizing, bilinear resizing without antialiasing, ch
 pixel (un)shuffle), so that converted checkpoints give the same numbers. Arrays are NHWC.
 """
 
-from lljax.nn.activation import gelu
-from lljax.nn.conv import Conv2d
+from lljax.nn.activation import PReLU, gelu
+from lljax.nn.buffers import BUFFERS, assign_buffers
+from lljax.nn.conv import Conv2d, ConvTranspose2d
+from lljax.nn.fac import filter_adaptive_conv
 from lljax.nn.gates import CBAM, ECA, ChannelGate, SpatialGate
 from lljax.nn.init import ParamModule, init_variables, kaiming_normal, normal, torch_default_bias, torch_default_kernel, zeros
 from lljax.nn.linear import Dense
-from lljax.nn.norm import LayerNorm
+from lljax.nn.norm import BatchNorm2d, LayerNorm
+from lljax.nn.padding import pad2d
+from lljax.nn.pool import adaptive_avg_pool2d, avg_pool2d
 from lljax.nn.resample import (
+    interpolation_matrix,
     max_pool2d,
     pixel_shuffle,
     pixel_unshuffle,
     resize_bilinear,
+    resize_bilinear_dense,
     resize_nearest,
     scale_bilinear,
     squeeze2d,
@@ -25,23 +31,34 @@ from lljax.nn.resample import (
 from lljax.nn.window import relative_position_index, shift_attention_mask, window_merge, window_partition
 
 __all__ = [
+    "BUFFERS",
+    "BatchNorm2d",
     "CBAM",
     "ChannelGate",
     "Conv2d",
+    "ConvTranspose2d",
     "Dense",
     "ECA",
     "LayerNorm",
+    "PReLU",
     "ParamModule",
     "SpatialGate",
-    "init_variables",
+    "adaptive_avg_pool2d",
+    "assign_buffers",
+    "avg_pool2d",
+    "filter_adaptive_conv",
     "gelu",
+    "init_variables",
+    "interpolation_matrix",
     "kaiming_normal",
     "max_pool2d",
     "normal",
+    "pad2d",
     "pixel_shuffle",
     "pixel_unshuffle",
     "relative_position_index",
     "resize_bilinear",
+    "resize_bilinear_dense",
     "resize_nearest",
     "scale_bilinear",
     "shift_attention_mask",

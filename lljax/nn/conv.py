@@ -84,3 +84,41 @@ def _pad(x, pad, mode):
     return x, ((ph, ph), (pw, pw))
   x = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), mode=_PAD_MODES[mode])
   return x, ((0, 0), (0, 0))
+
+
+class ConvTranspose2d(inits.ParamModule):
+  """``torch.nn.ConvTranspose2d`` on NHWC input (groups 1, dilation 1).
+
+  Output size ``(H - 1) * stride - 2 * padding + kernel_size + output_padding``. Parameter
+  ``kernel`` is (kh, kw, in, out): the torch weight (in, out, kh, kw) transposed by (2, 3, 0, 1),
+  unflipped. It runs as the equivalent direct convolution: the input dilated by the stride,
+  padded by ``k - 1 - padding`` (plus ``output_padding`` at the bottom/right), convolved with
+  the spatially flipped kernel. Default initialisation is torch's, whose fan-in for a
+  transposed conv is ``out * kh * kw`` (the weight's second dimension).
+  """
+
+  features: int
+  kernel_size: IntPair = 3
+  stride: IntPair = 1
+  padding: IntPair = 0
+  output_padding: IntPair = 0
+  use_bias: bool = True
+  kernel_init: Optional[Callable] = None
+  bias_init: Optional[Callable] = None
+
+  @nn.compact
+  def __call__(self, x):
+    """x: (B, H, W, C_in) -> (B, H', W', features)."""
+    kh, kw = _pair(self.kernel_size)
+    kshape = (kh, kw, x.shape[-1], self.features)
+    torch_fan_in = kh * kw * self.features
+    default = inits.Uniform(1.0 / torch_fan_in**0.5)
+    kernel = self.param("kernel", self.kernel_init or default, kshape)
+    pads = [(k - 1 - p, k - 1 - p + op)
+            for k, p, op in zip((kh, kw), _pair(self.padding), _pair(self.output_padding))]
+    y = jax.lax.conv_general_dilated(
+        x, jnp.flip(kernel, (0, 1)).astype(x.dtype), window_strides=(1, 1), padding=pads,
+        lhs_dilation=_pair(self.stride), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init or default, (self.features,)).astype(x.dtype)
+    return y

@@ -1,9 +1,11 @@
-"""Normalisation layers with PyTorch's numerics (NHWC: normalised over the last axis)."""
+"""Normalisation layers with PyTorch's numerics (NHWC): ``LayerNorm`` over the last axis and
+``BatchNorm2d`` with running statistics."""
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from lljax.nn import init as inits
+from lljax.nn.buffers import buffer, is_training, set_buffer
 
 
 class LayerNorm(inits.ParamModule):
@@ -24,3 +26,38 @@ class LayerNorm(inits.ParamModule):
     mean = jnp.mean(x, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
     return (x - mean) / jnp.sqrt(var + self.eps) * scale + bias
+
+
+class BatchNorm2d(inits.ParamModule):
+  """``torch.nn.BatchNorm2d`` (affine, tracking running statistics) on NHWC input.
+
+  Params ``scale`` (torch ``weight``, init 1) and ``bias`` (init 0); buffers ``running_mean``
+  (init 0) and ``running_var`` (init 1), see ``lljax.nn.buffers``.
+
+  * eval (default): ``(x - running_mean) / sqrt(running_var + eps) * scale + bias``;
+  * train (the ``"buffers"`` collection mutable): normalises with the batch mean and biased
+    variance over (B, H, W) and updates ``running = (1 - momentum) * running + momentum * batch``
+    with the *unbiased* batch variance, as torch does. Under a sharded ``jit`` the statistics
+    are over the global batch (torch DataParallel: per device).
+  """
+
+  num_features: int
+  eps: float = 1e-5
+  momentum: float = 0.1
+
+  @nn.compact
+  def __call__(self, x):
+    c = self.num_features
+    scale = self.param("scale", inits.ones, (c,))
+    bias = self.param("bias", inits.zeros, (c,))
+    mean = buffer(self, "running_mean", inits.zeros, (c,))
+    var = buffer(self, "running_var", inits.ones, (c,))
+    if is_training(self):
+      n = x.shape[0] * x.shape[1] * x.shape[2]
+      batch_mean = jnp.mean(x, axis=(0, 1, 2))
+      batch_var = jnp.mean(jnp.square(x - batch_mean), axis=(0, 1, 2))
+      unbiased = batch_var * (n / max(n - 1, 1))
+      set_buffer(self, "running_mean", (1 - self.momentum) * mean + self.momentum * batch_mean)
+      set_buffer(self, "running_var", (1 - self.momentum) * var + self.momentum * unbiased)
+      mean, var = batch_mean, batch_var
+    return (x - mean) * (jnp.reciprocal(jnp.sqrt(var + self.eps)) * scale) + bias

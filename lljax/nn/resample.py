@@ -13,9 +13,10 @@ Index tables are computed with NumPy at trace time from the static shapes.
 
 import math
 
+import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
-import flax.linen as nn
 
 
 def squeeze2d(x, factor=2):
@@ -99,6 +100,28 @@ def resize_bilinear(x, size, align_corners=False):
   h, w = size
   x = _lerp_axis(x, 1, _linear_taps(x.shape[1], h, align_corners))
   return _lerp_axis(x, 2, _linear_taps(x.shape[2], w, align_corners))
+
+
+def interpolation_matrix(n_in, n_out, align_corners=False):
+  """(n_out, n_in) float32 matrix of torch's linear interpolation along one axis."""
+  i0, i1, w0, w1 = _linear_taps(n_in, n_out, align_corners)
+  m = np.zeros((n_out, n_in), np.float32)
+  rows = np.arange(n_out)
+  np.add.at(m, (rows, i0), w0)
+  np.add.at(m, (rows, i1), w1)
+  return m
+
+
+def resize_bilinear_dense(x, size, align_corners=False):
+  """``resize_bilinear`` as two small matrix products (same values).
+
+  Its cost grows with (input size x output size) per axis, so use it where one side is small,
+  e.g. upsampling pyramid-pooling grids; it compiles much faster than the gather form and its
+  gradient has no scatter.
+  """
+  rows = jnp.asarray(interpolation_matrix(x.shape[1], size[0], align_corners), x.dtype)
+  cols = jnp.asarray(interpolation_matrix(x.shape[2], size[1], align_corners), x.dtype)
+  return jnp.einsum("oh,bhwc,pw->bopc", rows, x, cols, precision=jax.lax.Precision.HIGHEST)
 
 
 def scale_bilinear(x, scale_factor, recompute_scale_factor=True):

@@ -1,9 +1,20 @@
 """Trainer for conditional normalizing flows (LLFlow family): maximum likelihood.
 
-Per step: dequantise the normally lit target (``x + (u - 1/2) / quant``), encode it conditioned
-on the low-light input, and minimise the NLL in bits per pixel location. The prior mean is the
-model's own business (LLFlow: its learned colour map, or with probability ``train_gt_ratio`` —
-one coin per batch, as the official code — the target's chromaticity).
+Per step: dequantise the normally lit target (``x + (u - 1/2) / quant``; ``quant = 0`` encodes
+it as is), encode it conditioned on the low-light input, and minimise the NLL in bits per pixel
+location. The prior mean is the model's own business (LLFlow: its learned colour map, or with
+probability ``train_gt_ratio`` — one coin per batch, as the official code — the target's
+chromaticity).
+
+``config.flow.objective`` picks what is encoded (see ``flow_target``): ``"nll"`` (default) the
+normal-light image, as every official recipe; ``"self_supervised"`` a pseudo-target made from
+the low image alone (``lljax.losses.exposure_normalised``, with the gain of the full uncropped
+image, computed on the host as ``batch["low_mean"]``), whose colour map — the low image's own —
+also replaces the target's in the prior coin. That mode never reads ``batch["normal"]``.
+
+Modules with torch buffers (e.g. BatchNorm) train in torch's train mode: the ``"buffers"``
+collection is mutable in the loss and the buffers' new values are written back after each
+update (``lljax.nn.buffers``); LLFlow has none.
 
 Fresh runs initialise ActNorms from the first batch (data-dependent, over the global batch).
 Runs resume automatically from the newest checkpoint in the workdir; the data stream and the
@@ -19,27 +30,58 @@ import numpy as np
 
 from lljax import api, checkpoint, flows, models, parallel
 from lljax.data import pipeline, sources
-from lljax.losses import dequantize, nll_bits_per_pixel
-from lljax.nn import init_variables
+from lljax.losses import dequantize, exposure_normalised, nll_bits_per_pixel
+from lljax.nn import BUFFERS, assign_buffers, init_variables
 from lljax.trainers import common
 from lljax.utils.progress import Progress
 from lljax.utils.writers import MetricWriter
 
 
-def _host_fn(family):
-  return lambda example: family.host_features(np.asarray(example["low"]))
+def _host_fn(family, flow_cfg=None):
+  """Host features of the model, plus the full image's mean for the self-supervised target."""
+  self_supervised = flow_cfg is not None and flow_cfg.get("objective", "nll") == "self_supervised"
+
+  def features(example):
+    low = np.asarray(example["low"])
+    out = dict(family.host_features(low))
+    if self_supervised:  # the gain must not depend on the crop (see exposure_normalised)
+      out["low_mean"] = np.float32(low.mean() / 255.0)
+    return out
+
+  return features
+
+
+OBJECTIVES = ("nll", "self_supervised")
+
+
+def flow_target(flow_cfg, batch):
+  """(image to encode, image whose colour map is the alternative prior mean) for the objective."""
+  objective = flow_cfg.get("objective", "nll")
+  if objective == "nll":
+    return batch["normal"], batch["normal"]
+  if objective == "self_supervised":
+    target = exposure_normalised(batch["low"], flow_cfg.get("exposure_level", 0.5), batch.get("low_mean"))
+    return target, batch["low"]
+  raise ValueError(f"unknown config.flow.objective {objective!r}; known: {', '.join(OBJECTIVES)}")
+
+
+def _dequantize(rng, x, quant):
+  if not quant:
+    return x, jnp.zeros((x.shape[0],), x.dtype)
+  return dequantize(rng, x, quant)
 
 
 def loss_fn(module, flow_cfg, params, batch, rng):
-  """Mean NLL (bits per pixel location) of the batch; returns (loss, aux metrics)."""
+  """Mean NLL (bits per pixel location) of the batch; returns (loss, (aux metrics, new buffers))."""
   dequant_rng, coin_rng = jax.random.split(rng)
-  x, logdet0 = dequantize(dequant_rng, batch["normal"], flow_cfg.quant)
+  image, colour_source = flow_target(flow_cfg, batch)
+  x, logdet0 = _dequantize(dequant_rng, image, flow_cfg.quant)
   use_gt_prior = jax.random.uniform(coin_rng) < flow_cfg.train_gt_ratio
-  out = module.apply({"params": params}, batch, x, target=batch["normal"],
-                     use_target_prior=use_gt_prior, method=module.encode)
+  out, state = module.apply({"params": params}, batch, x, target=colour_source,
+                            use_target_prior=use_gt_prior, method=module.encode, mutable=[BUFFERS])
   pixels = x.shape[1] * x.shape[2]
   nll = nll_bits_per_pixel(out["z"], out["logdet"] + logdet0, out["prior_mean"], pixels)
-  return jnp.mean(nll), {"gt_prior": use_gt_prior.astype(jnp.float32)}
+  return jnp.mean(nll), ({"gt_prior": use_gt_prior.astype(jnp.float32)}, state.get(BUFFERS, {}))
 
 
 def make_train_step(module, tx, schedule, flow_cfg, seed, mesh):
@@ -49,8 +91,9 @@ def make_train_step(module, tx, schedule, flow_cfg, seed, mesh):
   def train_step(params, opt_state, step, batch):
     rng = jax.random.fold_in(jax.random.key(seed), step)
     grad_fn = jax.value_and_grad(functools.partial(loss_fn, module, flow_cfg), has_aux=True)
-    (loss, aux), grads = grad_fn(params, batch, rng)
+    (loss, (aux, buffers)), grads = grad_fn(params, batch, rng)
     params, opt_state, finite = common.guarded_update(tx, params, opt_state, grads, loss)
+    params = assign_buffers(params, buffers, assign_if=finite)  # torch buffers (none in LLFlow)
     metrics = {"loss": loss, "finite": finite, "lr": schedule(step),
                "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads))), **aux}
     return params, opt_state, metrics
@@ -58,12 +101,13 @@ def make_train_step(module, tx, schedule, flow_cfg, seed, mesh):
   return jax.jit(train_step, donate_argnums=(0, 1), out_shardings=(repl, repl, repl))
 
 
-def _actnorm_init(module, params, batch):
-  """Data-dependent ActNorm initialisation from one (global) batch."""
+def _actnorm_init(module, params, batch, flow_cfg=None):
+  """Data-dependent ActNorm initialisation from one (global) batch, in train mode."""
 
   def run(params, batch):
-    _, state = module.apply({"params": params}, batch, batch["normal"], method=module.encode,
-                            mutable=[flows.ACTNORM_INIT])
+    image = flow_target(flow_cfg, batch)[0] if flow_cfg is not None else batch["normal"]
+    _, state = module.apply({"params": params}, batch, image, method=module.encode,
+                            mutable=[flows.ACTNORM_INIT, BUFFERS])
     return flows.init_actnorms(params, state[flows.ACTNORM_INIT])
 
   return jax.jit(run)(params, batch)
@@ -79,7 +123,7 @@ def _initial_params(config, family, module, mesh, first_batch):
   crop = config.data.crop_size
   params = init_variables(module, config.seed, *family.init_inputs(module, size=crop))["params"]
   params = parallel.replicate(params, mesh)
-  return _actnorm_init(module, params, first_batch), True
+  return _actnorm_init(module, params, first_batch, config.flow), True
 
 
 def train(config, workdir):
@@ -100,7 +144,7 @@ def train(config, workdir):
   source = sources.open_source(config.data.name, config.data.train_split, config.data.get("data_dir"))
   batches = pipeline.train_batches(
       source, batch_size=config.batch_size, crop_size=config.data.crop_size, seed=config.seed,
-      start_step=start_step, host_fn=_host_fn(family), flip=config.data.flip,
+      start_step=start_step, host_fn=_host_fn(family, config.flow), flip=config.data.flip,
       process_index=jax.process_index(), process_count=jax.process_count())
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   try:

@@ -1,0 +1,188 @@
+"""SSFlow against the official PyTorch forward passes (tests/fixtures/ssflow, see its README),
+its orthogonal attention, and a short training run through the flow trainer."""
+
+import functools
+import math
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lljax
+from lljax import parallel
+from lljax.config_lib import load_config
+from lljax.convert import convert_checkpoint, load_torch_params, torch_io
+from lljax.data import pipeline, sources
+from lljax.losses import nll_bits_per_pixel
+from lljax.models import ssflow
+from lljax.models.ssflow.attention import GramSchmidtFilters, OrthoAttentionBlock, orthogonal_squeeze
+from lljax.nn import init_variables
+from lljax.trainers import common, flow
+
+FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures" / "ssflow"
+CONFIG = pathlib.Path(__file__).parents[2] / "configs" / "ssflow.py"
+ATOL = 1e-4
+
+
+def nhwc(a):
+  return np.asarray(a).transpose(0, 2, 3, 1)
+
+
+@functools.lru_cache(maxsize=1)
+def fixture():
+  io = dict(np.load(FIXTURES / "small_io.npz"))
+  config, params, _ = load_torch_params("ssflow", FIXTURES / "small.pth")
+  return io, ssflow.Model(**config), params
+
+
+@functools.lru_cache(maxsize=1)
+def official_comparisons():
+  """Every intermediate the fixture records, from one jitted pass (compiled once)."""
+  io, model, params = fixture()
+
+  def run(module, inputs, gt, z):
+    enc = module.encode(inputs, gt)
+    return {**enc, "prior_gt": module.prior_mean(module.condition(inputs), gt, True),
+            "decoded": module.decode(inputs, z)}
+
+  fn = jax.jit(lambda p, i, g, z: model.apply({"params": p}, i, g, z, method=run, mutable=["intermediates"]))
+  inputs = {"low": jnp.asarray(nhwc(io["low_rgb01"]))}  # lljax computes the log input itself
+  out, state = fn(params, inputs, jnp.asarray(nhwc(io["gt_input"])), jnp.asarray(nhwc(io["dec_z_used"])))
+  return io, jax.device_get(out), jax.device_get(state["intermediates"])
+
+
+def test_encoder_features_match_official():
+  io, _, inter = official_comparisons()
+  features = inter["encoder"][0]
+  for key in ("fea_up0", "fea_up1", "fea_up2", "color_map"):
+    np.testing.assert_allclose(features[key], nhwc(io[f"cond_{key}"]), atol=ATOL)
+  unet = inter["RRDB"]["denoise"]
+  np.testing.assert_allclose(unet["E_block1"][0], nhwc(io["enc_denoise_E_block1"]), atol=ATOL)
+  np.testing.assert_allclose(unet["attention"][0], nhwc(io["enc_denoise_BasicBlock"]), atol=ATOL)
+
+
+def test_encode_direction_matches_official():
+  io, out, inter = official_comparisons()
+  for level in (1, 2, 3):
+    x, logdet = inter["flowUpsamplerNet"][f"level{level}"][0]
+    np.testing.assert_allclose(x, nhwc(io[f"enc_level{level}_out"]), atol=ATOL)
+    np.testing.assert_allclose(logdet, io[f"enc_level{level}_logdet"], rtol=1e-5)
+  np.testing.assert_allclose(out["z"], nhwc(io["enc_z"]), atol=ATOL)
+  np.testing.assert_allclose(out["logdet"], io["enc_logdet"], rtol=1e-5)
+  pixels = 64 * 96
+  for mean, key in ((out["prior_mean"], "lr"), (out["prior_gt"], "gt")):
+    np.testing.assert_allclose(mean, nhwc(io[f"enc_prior_mean_{key}"]), atol=ATOL)
+    nll = nll_bits_per_pixel(out["z"], out["logdet"], mean, pixels)
+    np.testing.assert_allclose(nll, io[f"enc_nll_bpp_{key}mean"], atol=ATOL)
+
+
+def test_decode_direction_matches_official():
+  io, out, _ = official_comparisons()
+  x, logdet = out["decoded"]
+  np.testing.assert_allclose(x, nhwc(io["dec_output"]), atol=ATOL)
+  np.testing.assert_allclose(logdet, io["dec_logdet"], rtol=1e-5)
+
+
+def test_public_api_on_converted_fixture(tmp_path):
+  """python -m lljax.convert output -> lljax.load(DIR).enhance/.encode, equal to the official ones."""
+  io, _, _ = fixture()
+  convert_checkpoint("ssflow", FIXTURES / "small.pth", tmp_path / "model")
+  restorer = lljax.load(tmp_path / "model")
+  low, gt = nhwc(io["low_rgb01"]), nhwc(io["gt_input"])
+  np.testing.assert_allclose(restorer.enhance(low, clip=False), nhwc(io["dec_output"]), atol=ATOL)
+  enc = restorer.encode(low, gt)
+  np.testing.assert_allclose(enc["z"], nhwc(io["enc_z"]), atol=ATOL)
+  np.testing.assert_allclose(enc["nll"], io["enc_nll_bpp_lrmean"], atol=ATOL)
+  odd = restorer.enhance(low[:, :61, :90])  # padded to a multiple of 8 and cropped back
+  assert odd.shape == (1, 61, 90, 3) and 0 <= odd.min() and odd.max() <= 1
+
+
+def test_gram_schmidt_buffer_comes_from_the_checkpoint():
+  _, _, params = fixture()
+  state = torch_io.read_state_dict(FIXTURES / "small.pth")
+  np.testing.assert_array_equal(params["RRDB"]["denoise"]["BasicBlock"]["constant_filter"],
+                                state["RRDB.denoise.BasicBlock.F_C_A.constant_filter"])
+
+
+def test_gram_schmidt_filters_are_orthonormal():
+  rng = np.random.default_rng(0)
+  for shape in ((16, 8, 8), (8, 2, 2)):  # C <= s*s: one basis; C > s*s: C / (s*s) bases
+    f = GramSchmidtFilters().host(rng, shape).reshape(shape[0], -1)
+    n = f.shape[1]
+    for block in range(0, shape[0], n):
+      rows = f[block:block + n]
+      np.testing.assert_allclose(rows @ rows.T, np.eye(len(rows)), atol=1e-5)
+  traced = GramSchmidtFilters()(jax.random.key(0), (4, 3, 3)).reshape(4, 9)
+  np.testing.assert_allclose(traced @ traced.T, np.eye(4), atol=1e-5)
+
+
+def test_orthogonal_attention_shapes_and_buffer():
+  block = OrthoAttentionBlock(filter_size=8)
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 12, 10, 24)), jnp.float32)
+  params = init_variables(block, 0, x)["params"]
+  assert params["constant_filter"].shape == (24, 8, 8)
+  assert params["_excitation_0"]["kernel"].shape == (24, 2)  # round(24 / 16) = round(1.5) = 2
+  y = block.apply({"params": params}, x)
+  assert y.shape == x.shape and float(y.min()) >= 0
+  # The filters are used (changing them changes the output) but never trained (zero gradient).
+  moved = dict(params, constant_filter=params["constant_filter"][::-1])
+  assert float(jnp.abs(block.apply({"params": moved}, x) - y).max()) > 1e-4
+  grads = jax.grad(lambda p: jnp.sum(block.apply({"params": p}, x) ** 2))(params)
+  assert not np.any(grads["constant_filter"]) and np.any(grads["_excitation_0"]["kernel"])
+  # At the filter size the squeeze is a plain projection (no pooling).
+  f = jnp.asarray(np.random.default_rng(2).normal(size=(3, 4, 4)), jnp.float32)
+  v = jnp.asarray(np.random.default_rng(3).normal(size=(2, 4, 4, 3)), jnp.float32)
+  np.testing.assert_allclose(orthogonal_squeeze(v, f), np.einsum("cij,bijc->bc", f, v), rtol=1e-5)
+  with pytest.raises(ValueError, match="hidden units"):
+    init_variables(OrthoAttentionBlock(8), 0, jnp.zeros((1, 8, 8, 8)))  # round(8 / 16) = 0
+
+
+def test_released_variant_parameter_count():
+  """Official: 9,648,033 parameters take part in the forward pass (of 24.97 M in the release)."""
+  model = ssflow.Model("lol_blur")
+  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), *ssflow.init_inputs(model)))["params"]
+  sizes = {jax.tree_util.keystr(p): math.prod(v.shape) for p, v in jax.tree_util.tree_leaves_with_path(abstract)}
+  buffers = {k: n for k, n in sizes.items() if any(b in k for b in ("running_", "constant_filter", "'filt'"))}
+  assert sum(sizes.values()) - sum(buffers.values()) == 9_648_033
+  assert sum(buffers.values()) == 64**3 + 2 * 2 * 64 + 2 * 9 * (32 + 64 + 128)
+
+
+def test_unknown_variant():
+  with pytest.raises(ValueError, match="known: lol_blur"):
+    ssflow.Model("huge")
+
+
+def test_self_supervised_training_on_tiny(embedded_data_dir):
+  """The flow trainer's step on real crops: loss decreases, BatchNorm running statistics follow the
+  batches, the Gram-Schmidt and blur filters stay exactly as they were, and the self-supervised
+  objective never reads the normal-light image (NaN there would poison the loss)."""
+  config = load_config(f"{CONFIG}:quick,self_supervised")
+  family, module = ssflow, ssflow.Model("tiny")
+  source = sources.open_source("embedded_photos/lowlight", "train", embedded_data_dir)
+  batches = pipeline.train_batches(source, batch_size=4, crop_size=32, seed=0, prefetch=0,
+                                   host_fn=flow._host_fn(family, config.flow))  # pylint: disable=protected-access
+  batch = dict(next(batches))
+  batch["normal"] = np.full_like(batch["normal"], np.nan)
+  mesh = parallel.make_mesh(1)
+  batch = parallel.global_batch(batch, mesh)
+  params = init_variables(module, 0, *family.init_inputs(module, 32))["params"]
+  params = parallel.replicate(params, mesh)
+  params = flow._actnorm_init(module, params, batch, config.flow)  # pylint: disable=protected-access
+  initial = jax.device_get(params)
+  schedule = common.lr_schedule(config.schedule, config.total_steps)
+  tx = common.make_optimizer(config.optimizer, schedule)
+  opt_state = jax.jit(tx.init, out_shardings=parallel.replicated(mesh))(params)
+  step = flow.make_train_step(module, tx, schedule, config.flow, 0, mesh)
+  losses = []
+  for i in range(12):
+    params, opt_state, metrics = step(params, opt_state, jnp.int32(i), batch)
+    losses.append(float(metrics["loss"]))
+  assert np.all(np.isfinite(losses)) and np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.1, losses
+  unet, unet0 = jax.device_get(params)["RRDB"]["denoise"], initial["RRDB"]["denoise"]
+  np.testing.assert_array_equal(unet["BasicBlock"]["constant_filter"], unet0["BasicBlock"]["constant_filter"])
+  np.testing.assert_array_equal(unet["E_block2"]["reshape_conv"]["top_4"]["filt"],
+                                unet0["E_block2"]["reshape_conv"]["top_4"]["filt"])
+  bn = unet["BasicBlock"]["_process_1"]
+  assert np.all(bn["running_var"] != 1.0) and np.all(bn["running_mean"] != 0.0)
