@@ -1,7 +1,8 @@
 """Device mesh, shardings and global batches for jit-sharded data-parallel training.
 
-One 1-D mesh with axis ``"data"``: parameters and optimizer state are replicated, batches are
-split along their first axis. Every process feeds its own rows and
+One 1-D mesh with axis ``"data"``: batches are split along their first axis; parameters and
+optimizer state are replicated, or with ``config.mesh.fsdp`` their large arrays are sharded over
+the same axis (ZeRO-3/FSDP style: XLA all-gathers them where they are used). Every process feeds its own rows and
 ``jax.make_array_from_process_local_data`` assembles the global array, so the same code runs on
 one CPU, on ``--xla_force_host_platform_device_count=N`` fake devices, on a GPU box or a TPU pod.
 """
@@ -11,6 +12,16 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+
+
+def maybe_initialize_distributed():
+  """``jax.distributed.initialize()`` when launched as one process of several (TPU pod slice,
+  SLURM, or ``JAX_COORDINATOR_ADDRESS`` set); a no-op on a single host. Call before any device use."""
+  import os  # pylint: disable=g-import-not-at-top
+  multi = ("JAX_COORDINATOR_ADDRESS" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+           or int(os.environ.get("TPU_WORKER_COUNT", os.environ.get("CLOUD_TPU_TASK_COUNT", "1"))) > 1)
+  if multi and not jax.distributed.is_initialized():
+    jax.distributed.initialize()
 
 
 def make_mesh(num_devices=-1):
@@ -50,3 +61,31 @@ def global_batch(local_batch, mesh):
 def replicate(tree, mesh):
   """Puts a host tree on every device of the mesh."""
   return jax.device_put(tree, replicated(mesh))
+
+
+def fsdp_spec(shape, num_shards, min_size=2**18):
+  """PartitionSpec sharding the largest axis divisible by ``num_shards`` of an array with at
+  least ``min_size`` elements over "data"; ``P()`` (replicated) for small or indivisible ones."""
+  if num_shards <= 1 or int(np.prod(shape, dtype=np.int64)) < min_size:
+    return P()
+  for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
+    if shape[axis] % num_shards == 0:
+      spec = [None] * len(shape)
+      spec[axis] = DATA_AXIS
+      return P(*spec)
+  return P()
+
+
+def state_shardings(tree, mesh, fsdp=False, min_size=2**18):
+  """NamedShardings for a params/optimizer-state tree (arrays or ShapeDtypeStructs): replicated,
+  or FSDP-sharded with ``fsdp=True`` (see ``fsdp_spec``)."""
+  n = mesh.devices.size
+  def one(leaf):
+    shape = getattr(leaf, "shape", ())
+    return NamedSharding(mesh, fsdp_spec(shape, n, min_size) if fsdp else P())
+  return jax.tree.map(one, tree)
+
+
+def put_state(tree, mesh, fsdp=False):
+  """Places a host/device tree with ``state_shardings``."""
+  return jax.device_put(tree, state_shardings(tree, mesh, fsdp))
