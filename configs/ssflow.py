@@ -74,7 +74,8 @@ def get_config(arg=None):
   c.schedule = dict(lr=1e-4, warmup_steps=0, warmup_quirk=True, milestones_rel=(0.5, 0.75, 0.9, 0.95),
                     gamma=0.5, step_offset=2)
   c.flow = dict(objective="nll", quant=0, train_gt_ratio=0.2, exposure_level=0.5)
-  c.mesh = dict(data=-1)
+  # fsdp: shard params/optimizer-state arrays of >= fsdp_min_size elements over "data".
+  c.mesh = dict(data=-1, fsdp=False, fsdp_min_size=2**18)
   c.init_checkpoint = ml_collections.FieldReference(None, field_type=str)
   c.log_every = 50
   c.eval_every = 200

@@ -61,7 +61,8 @@ def get_config(arg=None):
   c.schedule = dict(lr=2e-4, warmup_steps=800, warmup_quirk=True, milestones_rel=(0.4, 0.6, 0.8, 0.9),
                     gamma=0.5, step_offset=2)
   c.flow = dict(quant=32, train_gt_ratio=0.0)
-  c.mesh = dict(data=-1)
+  # fsdp: shard params/optimizer-state arrays of >= fsdp_min_size elements over "data".
+  c.mesh = dict(data=-1, fsdp=False, fsdp_min_size=2**18)
   c.init_checkpoint = ml_collections.FieldReference(None, field_type=str)
   c.log_every = 50
   c.eval_every = 500

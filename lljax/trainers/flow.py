@@ -16,7 +16,16 @@ Modules with torch buffers (e.g. BatchNorm) train in torch's train mode: the ``"
 collection is mutable in the loss and the buffers' new values are written back after each
 update (``lljax.nn.buffers``); LLFlow has none.
 
-Fresh runs initialise ActNorms from the first batch (data-dependent, over the global batch).
+Fresh runs initialise ActNorms from the first batch (data-dependent). Under a sharded ``jit``
+the mean/std are taken over the *global* batch, whatever the number of devices; the official
+multi-GPU code (torch ``DataParallel``/DDP) initialises from the chunk one GPU sees, so its
+init depends on the GPU count and is noisier. On one device the two agree. Batch statistics
+of torch-BatchNorm modules (SSFlow's encoder) are likewise global.
+
+Sharding follows ``config.mesh``: ``data`` devices (-1: all) with the batch split over them;
+parameters and optimizer state replicated, or with ``fsdp=True`` every array of at least
+``fsdp_min_size`` elements sharded over the same axis (``lljax.parallel.state_shardings``).
+Checkpoints restore onto whatever mesh the resuming run has.
 Runs resume automatically from the newest checkpoint in the workdir; the data stream and the
 per-step RNG depend only on (seed, step), so a resumed run reproduces an uninterrupted one.
 """
@@ -84,9 +93,14 @@ def loss_fn(module, flow_cfg, params, batch, rng):
   return jnp.mean(nll), ({"gt_prior": use_gt_prior.astype(jnp.float32)}, state.get(BUFFERS, {}))
 
 
-def make_train_step(module, tx, schedule, flow_cfg, seed, mesh):
-  """The jitted update ``(params, opt_state, step, batch) -> (params, opt_state, metrics)``."""
+def make_train_step(module, tx, schedule, flow_cfg, seed, mesh, state_shardings=None):
+  """The jitted update ``(params, opt_state, step, batch) -> (params, opt_state, metrics)``.
+
+  ``state_shardings``: (params, opt_state) sharding trees (default: replicated). The batch is
+  sharded on "data"; the loss is a mean over the global batch, so gradients are too.
+  """
   repl = parallel.replicated(mesh)
+  param_sh, opt_sh = state_shardings or (repl, repl)
 
   def train_step(params, opt_state, step, batch):
     rng = jax.random.fold_in(jax.random.key(seed), step)
@@ -98,7 +112,7 @@ def make_train_step(module, tx, schedule, flow_cfg, seed, mesh):
                "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads))), **aux}
     return params, opt_state, metrics
 
-  return jax.jit(train_step, donate_argnums=(0, 1), out_shardings=(repl, repl, repl))
+  return jax.jit(train_step, donate_argnums=(0, 1), out_shardings=(param_sh, opt_sh, repl))
 
 
 def _actnorm_init(module, params, batch, flow_cfg=None):
@@ -119,11 +133,28 @@ def _initial_params(config, family, module, mesh, first_batch):
     restorer = api.load(config.init_checkpoint)
     if restorer.model_name != config.model.name:
       raise ValueError(f"init_checkpoint {config.init_checkpoint} holds a {restorer.model_name} model")
-    return parallel.replicate(restorer.params, mesh), False
+    return _put_params(restorer.params, config, mesh), False
   crop = config.data.crop_size
   params = init_variables(module, config.seed, *family.init_inputs(module, size=crop))["params"]
-  params = parallel.replicate(params, mesh)
+  params = _put_params(params, config, mesh)
   return _actnorm_init(module, params, first_batch, config.flow), True
+
+
+def _fsdp(config):
+  return bool(config.mesh.get("fsdp", False))
+
+
+def _put_params(params, config, mesh):
+  return jax.device_put(params, _state_shardings(params, None, config, mesh)[0])
+
+
+def _state_shardings(params, tx, config, mesh):
+  """(params, opt_state) sharding trees from ``config.mesh`` (``fsdp``, ``fsdp_min_size``);
+  opt_state's is None without ``tx``."""
+  rules = dict(fsdp=_fsdp(config), min_size=config.mesh.get("fsdp_min_size", 2**18))
+  opt_state = jax.eval_shape(tx.init, params) if tx is not None else None
+  return (parallel.state_shardings(params, mesh, **rules),
+          parallel.state_shardings(opt_state, mesh, **rules) if tx is not None else None)
 
 
 def train(config, workdir):
@@ -151,7 +182,7 @@ def train(config, workdir):
     if not start_step:
       first = parallel.global_batch(next(batches), mesh)
       params, fresh = _initial_params(config, family, module, mesh, first)
-      opt_state = jax.jit(tx.init, out_shardings=parallel.replicated(mesh))(params)
+      opt_state = jax.jit(tx.init, out_shardings=_state_shardings(params, tx, config, mesh)[1])(params)
       pending_batch = first
       print(f"{workdir}: new run ({'random init + ActNorm data init' if fresh else config.init_checkpoint})")
     else:
@@ -169,17 +200,21 @@ def train(config, workdir):
 
 
 def _abstract_state(module, family, tx, config, mesh):
-  repl = parallel.replicated(mesh)
-  with_sharding = lambda t: jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl), t)
+  """(params, opt_state) ShapeDtypeStructs carrying this run's shardings: a checkpoint written
+  on any mesh restores onto the current one."""
   inputs = family.init_inputs(module, size=config.data.crop_size)
   params = jax.eval_shape(lambda: module.init(jax.random.key(0), *inputs))["params"]
-  return with_sharding(params), with_sharding(jax.eval_shape(tx.init, params))
+  trees = (params, jax.eval_shape(tx.init, params))
+  with_sharding = lambda t, sh: jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), t, sh)
+  return tuple(map(with_sharding, trees, _state_shardings(params, tx, config, mesh)))
 
 
 def _loop(config, workdir, module, tx, schedule, mesh, ckpts, writer, batches, restorer,
           params, opt_state, start_step, first_batch):
   total = config.total_steps
-  train_step = make_train_step(module, tx, schedule, config.flow, config.seed, mesh)
+  train_step = make_train_step(module, tx, schedule, config.flow, config.seed, mesh,
+                               _state_shardings(params, tx, config, mesh))
   log, save, evaluate = (common.Every(config.log_every, total), common.Every(config.checkpoint_every, total),
                          common.Every(config.eval_every, total))
   progress = Progress(total, start_step=start_step)

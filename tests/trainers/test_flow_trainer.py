@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lljax
-from lljax import models, parallel
+from lljax import checkpoint, models, parallel
 from lljax.config_lib import load_config
 from lljax.nn import init_variables
 from lljax.trainers import common, flow
@@ -90,30 +90,69 @@ def test_resume_equals_uninterrupted(tmp_path, embedded_data_dir, monkeypatch):
   assert losses(tmp_path / "straight")[3:] == losses(tmp_path / "resumed")[-3:]
 
 
-def test_sharded_step_matches_single_device(embedded_data_dir):
-  assert jax.device_count() >= 2, "tests/conftest.py sets 8 fake CPU devices"
+def _sharded_steps(embedded_data_dir, layouts, steps=2):
+  """Runs ``steps`` train steps of tiny LLFlow from the same state for each (devices, fsdp)."""
+  assert jax.device_count() >= 8, "tests/conftest.py sets 8 fake CPU devices"
   config = tiny_config(embedded_data_dir)
   family = models.get("llflow")
   module = family.Model("tiny")
   rng = np.random.default_rng(0)
-  batch = {k: rng.uniform(size=(4, 32, 32, 3)).astype(np.float32) for k in ("low", "normal", "histeq")}
+  batch = {k: rng.uniform(size=(8, 32, 32, 3)).astype(np.float32) for k in ("low", "normal", "histeq")}
   params0 = init_variables(module, 0, *family.init_inputs(module, 32))["params"]
   schedule = common.lr_schedule(config.schedule, config.total_steps)
   tx = common.make_optimizer(config.optimizer, schedule)
   results = []
-  for n in (1, 2):
+  for n, fsdp in layouts:
+    config.mesh.fsdp, config.mesh.fsdp_min_size = fsdp, 64
     mesh = parallel.make_mesh(n)
     global_batch = parallel.global_batch(batch, mesh)
-    params = flow._actnorm_init(module, parallel.replicate(params0, mesh), global_batch)  # pylint: disable=protected-access
-    opt_state = tx.init(params)
-    step = flow.make_train_step(module, tx, schedule, config.flow, 0, mesh)
-    for i in range(2):
+    shardings = flow._state_shardings(params0, tx, config, mesh)  # pylint: disable=protected-access
+    params = flow._actnorm_init(module, jax.device_put(params0, shardings[0]), global_batch)  # pylint: disable=protected-access
+    opt_state = jax.jit(tx.init, out_shardings=shardings[1])(params)
+    step = flow.make_train_step(module, tx, schedule, config.flow, 0, mesh, shardings)
+    for i in range(steps):
       params, opt_state, metrics = step(params, opt_state, jnp.int32(i + 40), global_batch)
-    results.append((jax.device_get(params), jax.device_get(metrics)))
-  (p1, m1), (p2, m2) = results
-  np.testing.assert_allclose(m1["loss"], m2["loss"], rtol=1e-5)
-  # Two Adam steps move each weight by ~lr; reduction order differences stay far below that.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-4), p1, p2)
+    results.append((params, jax.device_get(params), jax.device_get(metrics)))
+  return results
+
+
+def test_sharded_and_fsdp_steps_match_single_device(embedded_data_dir):
+  """Two steps on 1 device, on 8 (replicated) and on 8 with FSDP agree.
+
+  Tolerance: two Adam steps move each weight by ~lr (5e-4 in the quick config); the only
+  difference between layouts is the order of the batch/gradient reductions (~1e-7 relative).
+  """
+  single, replicated, fsdp = _sharded_steps(embedded_data_dir, [(1, False), (8, False), (8, True)])
+  sharded_leaves = [a for a in jax.tree.leaves(fsdp[0]) if not a.sharding.is_fully_replicated]
+  assert sharded_leaves, "with fsdp_min_size=64 some tiny-model kernels must be sharded"
+  assert all(a.sharding.is_fully_replicated for a in jax.tree.leaves(replicated[0]))
+  for _, params, metrics in (replicated, fsdp):
+    np.testing.assert_allclose(metrics["loss"], single[2]["loss"], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-4), params, single[1])
+
+
+def test_checkpoints_move_between_meshes(tmp_path, embedded_data_dir):
+  """A run checkpointed on 8 devices with FSDP resumes on 1 device, and back onto 8."""
+  workdir = tmp_path / "run"
+  base = dict(batch_size=8, eval_every=0, eval_limit=0, checkpoint_every=1, log_every=1)
+  flow.train(tiny_config(embedded_data_dir, total_steps=1, **base,
+                         **{"mesh.data": 8, "mesh.fsdp": True, "mesh.fsdp_min_size": 64}), workdir)
+  saved = jax.device_get(lljax.load(workdir).params)
+  one = tiny_config(embedded_data_dir, total_steps=2, **base)
+  abstract = flow._abstract_state(models.get("llflow").Model("tiny"), models.get("llflow"),  # pylint: disable=protected-access
+                                  common.make_optimizer(one.optimizer, common.lr_schedule(one.schedule, 2)),
+                                  one, parallel.make_mesh(1))
+  ckpts = checkpoint.TrainCheckpoints(workdir)
+  restored, _, meta = ckpts.restore(1, *abstract)
+  ckpts.close()
+  assert meta["step"] == 1
+  assert all(len(a.sharding.device_set) == 1 for a in jax.tree.leaves(restored))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), saved)
+  flow.train(one, workdir)  # resumes after step 1 on one device
+  flow.train(tiny_config(embedded_data_dir, total_steps=3, **base, **{"mesh.data": 8}), workdir)
+  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [1, 2, 3]
+  losses = [r["train/loss"] for r in read_jsonl(workdir / "metrics.jsonl") if "train/loss" in r]
+  assert len(losses) == 3 and np.all(np.isfinite(losses))
 
 
 def test_non_finite_loss_stops_with_clear_error(tmp_path, embedded_data_dir, monkeypatch):
