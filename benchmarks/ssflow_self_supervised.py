@@ -3,7 +3,7 @@ output against the (never trained on) normal-light images.
 
   python benchmarks/ssflow_self_supervised.py                      # tiny model, 600 steps, CPU
   python benchmarks/ssflow_self_supervised.py --steps 2000 --variant lol_blur --crop 96
-  python benchmarks/ssflow_self_supervised.py --blur 7             # + horizontal motion blur
+  python benchmarks/ssflow_self_supervised.py --data embedded_photos/lowlight   # no blur
   python benchmarks/ssflow_self_supervised.py --objective nll      # the paired recipe, for reference
 
 Trains with ``configs/ssflow.py:self_supervised`` through the flow trainer (the normal-light
@@ -18,10 +18,8 @@ an upper reference for the same budget. Rows:
 * ``output, GT-mean``: the same rescaled to the ground truth's mean (the LLFlow/SSFlow papers'
   protocol), for reference.
 
-``--blur N`` convolves the low images (train and test) with a horizontal N-pixel box kernel,
-a crude motion blur until the embedded ``lowlight_blur`` config exists (then pass
-``--data embedded_photos/lowlight_blur`` and drop ``--blur``). Blurring after the sensor noise
-also averages that noise, so it is not a physical model; it only adds a blur component.
+The default data is ``embedded_photos/lowlight_blur``: SSFlow's joint task (LEDNet-style
+motion blur, darkening and sensor noise applied to real photos).
 """
 
 import argparse
@@ -32,29 +30,20 @@ import time
 import numpy as np
 
 
-class _Degraded:
-  """A data source whose ``low`` images are box-blurred and whose ``normal`` images are hidden."""
+class _Hidden:
+  """A data source whose ``normal`` images are hidden (NaN) when ``hide_normal``."""
 
-  def __init__(self, source, blur, hide_normal):
-    self.source, self.blur, self.hide_normal = source, blur, hide_normal
+  def __init__(self, source, hide_normal):
+    self.source, self.hide_normal = source, hide_normal
 
   def __len__(self):
     return len(self.source)
 
   def __getitem__(self, index):
     example = dict(self.source[index])
-    if self.blur > 1:
-      example["low"] = _box_blur(example["low"], self.blur)
     if self.hide_normal:
       example["normal"] = np.full(example["normal"].shape, np.nan, np.float32)
     return example
-
-
-def _box_blur(image_u8, n):
-  """Horizontal box blur of length n, edge-replicated, rounded back to uint8."""
-  x = np.pad(image_u8.astype(np.float64), ((0, 0), (n // 2, (n - 1) // 2), (0, 0)), mode="edge")
-  csum = np.cumsum(np.pad(x, ((0, 0), (1, 0), (0, 0))), axis=1)
-  return np.round((csum[:, n:] - csum[:, :-n]) / n).astype(np.uint8)
 
 
 def _psnr(a, b):
@@ -68,8 +57,7 @@ def main():
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--crop", type=int, default=64)
   parser.add_argument("--lr", type=float, default=5e-4)
-  parser.add_argument("--blur", type=int, default=0)
-  parser.add_argument("--data", default="embedded_photos/lowlight")
+  parser.add_argument("--data", default="embedded_photos/lowlight_blur")
   parser.add_argument("--data_dir", default=None)
   parser.add_argument("--workdir", default=None, help="default: a new temporary directory")
   parser.add_argument("--seed", type=int, default=0)
@@ -97,7 +85,7 @@ def main():
   open_source = sources.open_source
   def degraded_source(name, split, data_dir=None):
     hide = not paired and split == config.data.train_split
-    return _Degraded(open_source(name, split, data_dir), args.blur, hide_normal=hide)
+    return _Hidden(open_source(name, split, data_dir), hide_normal=hide)
 
   flow.sources.open_source = degraded_source  # the trainer reads its data through this function
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="ssflow_self_"))
@@ -106,7 +94,7 @@ def main():
   train_seconds = time.time() - start
 
   restorer = lljax.load(workdir)
-  test = _Degraded(open_source(args.data, config.data.eval_split, args.data_dir), args.blur, hide_normal=False)
+  test = open_source(args.data, config.data.eval_split, args.data_dir)
   rows = {"input": [], "pseudo-target": [], "output": [], "output, GT-mean": []}
   for example in pipeline.eval_examples(test):
     low, normal = example["low"], example["normal"]
@@ -118,7 +106,7 @@ def main():
 
   print(f"\nSSFlow {args.objective}, {args.variant}, {args.steps} steps of {args.batch}x{args.crop}^2 "
         f"({train_seconds / 60:.1f} min on {jax.devices()[0].platform}), data {args.data}"
-        f"{f' + {args.blur}-px box blur' if args.blur > 1 else ''}; test split, {len(rows['input'])} images")
+        f"; test split, {len(rows['input'])} images")
   print(f"{'':18s} {'mean PSNR (dB)':>14s}   per image")
   for name, values in rows.items():
     print(f"{name:18s} {np.mean(values):14.2f}   " + " ".join(f"{v:5.2f}" for v in values))

@@ -49,9 +49,9 @@ scenes with uneven lighting a global gain is a crude choice, and nothing in this
 supervises deblurring (the FAC layers only learn what helps the likelihood).
 ``benchmarks/ssflow_self_supervised.py`` measures it.
 
-Data: the embedded default is ``embedded_photos/lowlight`` (low light only); switch to
-``embedded_photos/lowlight_blur`` (low light + motion blur, SSFlow's task) once that config of
-the embedded dataset exists. ``lol_blur`` needs the prepared LOL-Blur dataset.
+Data: the embedded default is ``embedded_photos/lowlight_blur`` (real photos with LEDNet-style
+motion blur, darkening and sensor noise: SSFlow's joint task); ``lol_blur`` needs the prepared
+LOL-Blur dataset.
 """
 
 import ml_collections
@@ -65,7 +65,7 @@ def get_config(arg=None):
   preset, flags = parse_arg(arg, presets=PRESETS, default_preset="embedded", flags=("self_supervised", "quick"))
   c = ml_collections.ConfigDict()
   c.model = dict(name="ssflow", variant="lol_blur", kwargs={})
-  c.data = dict(name="embedded_photos/lowlight", train_split="train", eval_split="test",
+  c.data = dict(name="embedded_photos/lowlight_blur", train_split="train", eval_split="test",
                 data_dir=ml_collections.FieldReference(None, field_type=str), crop_size=160, flip=True)
   c.batch_size = 16
   c.total_steps = 20_000 - 1

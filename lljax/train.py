@@ -33,7 +33,9 @@ def main(argv):
   cache = os.environ.get("LLJAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/lljax/xla"))
   if cache:
     jax.config.update("jax_compilation_cache_dir", cache)
-  from lljax import models, trainers  # pylint: disable=import-outside-toplevel
+  from lljax import models, parallel, trainers  # pylint: disable=import-outside-toplevel
+
+  parallel.maybe_initialize_distributed()  # one process per host on pods / multi-node GPUs
 
   config = _CONFIG.value
   try:

@@ -139,7 +139,12 @@ class Every:
 
 
 def gt_mean_rescale(output, target):
-  """Scales ``output`` so its mean brightness equals the target's (the LLFlow/KinD "GT-mean")."""
+  """Scales ``output`` so its mean over all values equals the target's, then clips to [0, 1].
+
+  A quick in-training stand-in for the LLFlow/KinD "GT-mean" (the paper protocol takes the
+  target's mean through OpenCV's grey conversion and truncates to 8 bits: ``lljax.evaluate``
+  with protocol ``llflow`` reproduces it exactly).
+  """
   scale = target.mean() / max(output.mean(), 1e-8)
   return np.clip(output * scale, 0.0, 1.0)
 
