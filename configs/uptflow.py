@@ -63,6 +63,8 @@ def get_config(arg=None):
   c.flow = dict(quant=32, train_gt_ratio=0.0)
   # fsdp: shard params/optimizer-state arrays of >= fsdp_min_size elements over "data".
   c.mesh = dict(data=-1, fsdp=False, fsdp_min_size=2**18)
+  # "bfloat16": convs/matmuls in bf16 (like the official fp16 autocast), params and log-dets f32.
+  c.compute_dtype = "float32"
   c.init_checkpoint = ml_collections.FieldReference(None, field_type=str)
   c.log_every = 50
   c.eval_every = 500

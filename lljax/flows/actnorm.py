@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from lljax.nn.init import ParamModule, zeros
+from lljax.nn.precision import logdet_dtype
 
 ACTNORM_INIT = "actnorm_init"
 
@@ -67,7 +68,7 @@ class ActNorm(ParamModule):
 
 
 def _broadcast_logdet(value, x):
-  return jnp.broadcast_to(value.astype(x.dtype), (x.shape[0],))
+  return jnp.broadcast_to(value.astype(logdet_dtype(x)), (x.shape[0],))
 
 
 def init_actnorms(params, actnorm_values):

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from lljax.flows.actnorm import ActNorm
 from lljax.nn import Conv2d
 from lljax.nn import init as inits
+from lljax.nn.precision import logdet_dtype
 
 
 def split_cross(h, eps):
@@ -26,7 +27,7 @@ def split_cross(h, eps):
 
 
 def _sum_log(scale):
-  return jnp.sum(jnp.log(scale), axis=(1, 2, 3))
+  return jnp.sum(jnp.log(scale.astype(logdet_dtype(scale))), axis=(1, 2, 3))
 
 
 class FlowConv2d(nn.Module):

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from lljax.nn.init import Orthogonal, ParamModule
+from lljax.nn.precision import logdet_dtype
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -35,8 +36,8 @@ class InvConv1x1(ParamModule):
     self.weight = self.param("weight", Orthogonal(), (self.num_channels, self.num_channels))
 
   def _logdet(self, x):
-    _, logabsdet = jnp.linalg.slogdet(self.weight)
-    return jnp.broadcast_to(logabsdet * x.shape[1] * x.shape[2], (x.shape[0],)).astype(x.dtype)
+    _, logabsdet = jnp.linalg.slogdet(self.weight.astype(logdet_dtype(self.weight)))
+    return jnp.broadcast_to(logabsdet * x.shape[1] * x.shape[2], (x.shape[0],)).astype(logdet_dtype(x))
 
   def forward(self, x, cond=None):
     del cond

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from lljax.flows.squeeze import Squeeze
 from lljax.flows.step import FlowStep
+from lljax.nn.precision import logdet_dtype
 
 LEVEL_FEATURES = {1: "fea_up2", 2: "fea_up1", 3: "fea_up0"}
 
@@ -54,7 +55,7 @@ class MultiLevelFlow(nn.Module):
     Sows the activations and cumulative logdet after each level into ``"intermediates"``
     (``level1``, ``level2``, ...).
     """
-    logdet = jnp.zeros((x.shape[0],), x.dtype)
+    logdet = jnp.zeros((x.shape[0],), logdet_dtype(x))
     for i, (layer, level) in enumerate(zip(self.layers, self.levels)):
       x, ld = layer.forward(x, features[LEVEL_FEATURES[level]])
       logdet = logdet + ld
@@ -64,7 +65,7 @@ class MultiLevelFlow(nn.Module):
 
   def inverse(self, z, features):
     """Decode: z -> (x (B, H, W, 3), logdet [B])."""
-    logdet = jnp.zeros((z.shape[0],), z.dtype)
+    logdet = jnp.zeros((z.shape[0],), logdet_dtype(z))
     for layer, level in zip(reversed(self.layers), reversed(self.levels)):
       z, ld = layer.inverse(z, features[LEVEL_FEATURES[level]])
       logdet = logdet + ld

@@ -5,12 +5,15 @@ import math
 import jax
 import jax.numpy as jnp
 
+from lljax.nn.precision import logdet_dtype
+
 LOG_2PI = math.log(2 * math.pi)
 
 
 def gaussian_log_prob(z, mean=None):
   """log N(z; mean, I) summed over all but the batch axis. z: (B, ...) -> [B] (nats)."""
-  d = z if mean is None else z - mean
+  z = z.astype(logdet_dtype(z))
+  d = z if mean is None else z - mean.astype(z.dtype)
   return jnp.sum(-0.5 * (d**2 + LOG_2PI), axis=tuple(range(1, z.ndim)))
 
 

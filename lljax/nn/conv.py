@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from lljax.nn import init as inits
+from lljax.nn import precision
 
 IntPair = Union[int, Sequence[int]]
 
@@ -59,7 +60,7 @@ class Conv2d(inits.ParamModule):
     kernel = self.param("kernel", self.kernel_init or inits.torch_default_kernel, kshape)
     pad = _pair(self.padding) if self.padding is not None else (kh // 2, kw // 2)
     x, pads = _pad(x, pad, self.padding_mode)
-    dtype = self.dtype or x.dtype
+    dtype = self.dtype or precision.compute_dtype(x)
     y = jax.lax.conv_general_dilated(
         x.astype(dtype),
         kernel.astype(dtype),
@@ -116,9 +117,10 @@ class ConvTranspose2d(inits.ParamModule):
     kernel = self.param("kernel", self.kernel_init or default, kshape)
     pads = [(k - 1 - p, k - 1 - p + op)
             for k, p, op in zip((kh, kw), _pair(self.padding), _pair(self.output_padding))]
+    dtype = precision.compute_dtype(x)
     y = jax.lax.conv_general_dilated(
-        x, jnp.flip(kernel, (0, 1)).astype(x.dtype), window_strides=(1, 1), padding=pads,
+        x.astype(dtype), jnp.flip(kernel, (0, 1)).astype(dtype), window_strides=(1, 1), padding=pads,
         lhs_dilation=_pair(self.stride), dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if self.use_bias:
-      y = y + self.param("bias", self.bias_init or default, (self.features,)).astype(x.dtype)
+      y = y + self.param("bias", self.bias_init or default, (self.features,)).astype(dtype)
     return y

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from lljax.nn import init as inits
+from lljax.nn import precision
 
 
 class Dense(inits.ParamModule):
@@ -26,8 +27,9 @@ class Dense(inits.ParamModule):
   def __call__(self, x):
     shape = (x.shape[-1], self.features)
     kernel = self.param("kernel", self.kernel_init or inits.torch_default_kernel, shape)
-    y = jnp.matmul(x, kernel.astype(x.dtype))
+    dtype = precision.compute_dtype(x)
+    y = jnp.matmul(x.astype(dtype), kernel.astype(dtype))
     if self.use_bias:
       bias_init = self.bias_init or inits.torch_default_bias(inits.fan_in(shape))
-      y = y + self.param("bias", bias_init, (self.features,)).astype(x.dtype)
+      y = y + self.param("bias", bias_init, (self.features,)).astype(dtype)
     return y

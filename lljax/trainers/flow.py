@@ -40,7 +40,7 @@ import numpy as np
 from lljax import api, checkpoint, flows, models, parallel
 from lljax.data import pipeline, sources
 from lljax.losses import dequantize, exposure_normalised, nll_bits_per_pixel
-from lljax.nn import BUFFERS, assign_buffers, init_variables
+from lljax.nn import BUFFERS, assign_buffers, init_variables, precision
 from lljax.trainers import common
 from lljax.utils.progress import Progress
 from lljax.utils.writers import MetricWriter
@@ -93,11 +93,14 @@ def loss_fn(module, flow_cfg, params, batch, rng):
   return jnp.mean(nll), ({"gt_prior": use_gt_prior.astype(jnp.float32)}, state.get(BUFFERS, {}))
 
 
-def make_train_step(module, tx, schedule, flow_cfg, seed, mesh, state_shardings=None):
+def make_train_step(module, tx, schedule, flow_cfg, seed, mesh, state_shardings=None,
+                    compute_dtype="float32"):
   """The jitted update ``(params, opt_state, step, batch) -> (params, opt_state, metrics)``.
 
   ``state_shardings``: (params, opt_state) sharding trees (default: replicated). The batch is
   sharded on "data"; the loss is a mean over the global batch, so gradients are too.
+  ``compute_dtype="bfloat16"``: convolutions and matmuls in bfloat16 (``lljax.nn.precision``),
+  parameters, optimizer state and log-det/NLL accumulation in float32.
   """
   repl = parallel.replicated(mesh)
   param_sh, opt_sh = state_shardings or (repl, repl)
@@ -105,7 +108,8 @@ def make_train_step(module, tx, schedule, flow_cfg, seed, mesh, state_shardings=
   def train_step(params, opt_state, step, batch):
     rng = jax.random.fold_in(jax.random.key(seed), step)
     grad_fn = jax.value_and_grad(functools.partial(loss_fn, module, flow_cfg), has_aux=True)
-    (loss, (aux, buffers)), grads = grad_fn(params, batch, rng)
+    with precision.autocast(compute_dtype):
+      (loss, (aux, buffers)), grads = grad_fn(params, batch, rng)
     params, opt_state, finite = common.guarded_update(tx, params, opt_state, grads, loss)
     params = assign_buffers(params, buffers, assign_if=finite)  # torch buffers (none in LLFlow)
     metrics = {"loss": loss, "finite": finite, "lr": schedule(step),
@@ -214,7 +218,8 @@ def _loop(config, workdir, module, tx, schedule, mesh, ckpts, writer, batches, r
           params, opt_state, start_step, first_batch):
   total = config.total_steps
   train_step = make_train_step(module, tx, schedule, config.flow, config.seed, mesh,
-                               _state_shardings(params, tx, config, mesh))
+                               _state_shardings(params, tx, config, mesh),
+                               config.get("compute_dtype", "float32"))
   log, save, evaluate = (common.Every(config.log_every, total), common.Every(config.checkpoint_every, total),
                          common.Every(config.eval_every, total))
   progress = Progress(total, start_step=start_step)

@@ -10,7 +10,7 @@ import pytest
 import lljax
 from lljax import checkpoint, models, parallel
 from lljax.config_lib import load_config
-from lljax.nn import init_variables
+from lljax.nn import init_variables, precision
 from lljax.trainers import common, flow
 from lljax.utils.writers import read_jsonl
 
@@ -182,3 +182,26 @@ def test_lr_schedule_reproduces_official_scheduler():
   assert schedule(np.int32(20_000 - 2)) == pytest.approx(lr * (w - 1) / w / 2)  # iteration 20000 halves
   assert schedule(np.int32(39_998)) == pytest.approx(lr * (w - 1) / w / 16)
   assert float(schedule(jnp.int32(20_000 - 2))) == pytest.approx(lr * (w - 1) / w / 2)
+
+
+def test_bfloat16_autocast_loss_close_to_float32(embedded_data_dir, perturb):
+  """LLFlow's NLL with bf16 convs (autocast) is close to the float32 one; log-dets stay f32.
+  (Gradients under autocast: tests/flows/test_layers.py.)"""
+  config = tiny_config(embedded_data_dir)
+  family = models.get("llflow")
+  module = family.Model("tiny")
+  rng = np.random.default_rng(0)
+  batch = {k: rng.uniform(size=(2, 32, 32, 3)).astype(np.float32) for k in ("low", "normal", "histeq")}
+  params = perturb(init_variables(module, 0, *family.init_inputs(module, 32))["params"])
+
+  def loss(dtype):
+    def run(params):
+      with precision.autocast(dtype):
+        out = module.apply({"params": params}, batch, batch["normal"], method=module.encode)
+        return out["logdet"], flow.loss_fn(module, config.flow, params, batch, jax.random.key(0))[0]
+    logdet, value = jax.jit(run)(params)
+    return logdet.dtype, float(value)
+
+  (dtype32, loss32), (dtype16, loss16) = loss("float32"), loss("bfloat16")
+  assert dtype32 == dtype16 == jnp.float32
+  assert loss16 != loss32 and abs(loss16 - loss32) < 0.02 * abs(loss32), (loss16, loss32)
