@@ -1,7 +1,9 @@
 """``python -m lljax.train --config configs/<model>.py[:arg] --workdir DIR [--config.x=y ...]``.
 
 Thin entry point: flags -> config -> the trainer of the model's kind. Re-running with the same
-workdir resumes from its newest checkpoint.
+workdir resumes from its newest checkpoint. From Python (e.g. a notebook, where the accelerator
+belongs to the kernel and a subprocess could not use it), ``train(config, workdir)`` does the
+same with a config from ``lljax.config_lib.load_config("configs/<model>.py[:arg]")``.
 """
 
 import os
@@ -19,6 +21,14 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 # Errors a user can fix from the message alone: shown as one line, without a traceback.
 _USER_ERRORS = (config_lib.ConfigError, FileNotFoundError, FileExistsError, NotADirectoryError,
                 PermissionError, ValueError, FloatingPointError)
+
+
+def train(config, workdir):
+  """Trains ``config`` (a ConfigDict of a ``configs/*.py`` file) into ``workdir``, resuming if it
+  holds checkpoints: the Python twin of the command line (which also sets the compilation cache)."""
+  from lljax import models, trainers  # pylint: disable=import-outside-toplevel
+
+  return trainers.get(models.get(config.model.name).KIND).train(config, workdir)
 
 
 def main(argv):
