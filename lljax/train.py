@@ -43,14 +43,11 @@ def main(argv):
   cache = os.environ.get("LLJAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/lljax/xla"))
   if cache:
     jax.config.update("jax_compilation_cache_dir", cache)
-  from lljax import models, parallel, trainers  # pylint: disable=import-outside-toplevel
+  from lljax import parallel  # pylint: disable=import-outside-toplevel
 
   parallel.maybe_initialize_distributed()  # one process per host on pods / multi-node GPUs
-
-  config = _CONFIG.value
   try:
-    trainer = trainers.get(models.get(config.model.name).KIND)
-    trainer.train(config, _WORKDIR.value)
+    train(_CONFIG.value, _WORKDIR.value)
   except _USER_ERRORS as e:
     print(f"lljax.train: error: {e}", file=sys.stderr)
     sys.exit(2)
