@@ -30,6 +30,8 @@ CASES = {
     "lol_enhance_400x600": ("lol", "enhance", 1, (400, 600)),
     "small_train_b16_160": ("small", "train", 16, (160, 160)),
     "lol_train_b4_160": ("lol", "train", 4, (160, 160)),
+    # Mixed precision (config.compute_dtype="bfloat16"): bf16 convs/matmuls, f32 params/log-dets.
+    "small_train_b16_160_bf16": ("small", "train_bf16", 16, (160, 160)),
 }
 
 
@@ -57,7 +59,8 @@ def _build(variant, kind, batch, hw):
   schedule = common.lr_schedule(cfg.schedule, 1000)
   tx = common.make_optimizer(cfg.optimizer, schedule)
   mesh = parallel.make_mesh(1)
-  step = flow.make_train_step(module, tx, schedule, cfg.flow, 0, mesh)
+  dtype = "bfloat16" if kind == "train_bf16" else "float32"
+  step = flow.make_train_step(module, tx, schedule, cfg.flow, 0, mesh, compute_dtype=dtype)
   opt_state = tx.init(params)
   return step, (params, opt_state, jnp.int32(0), batch_arrays)
 
@@ -77,7 +80,7 @@ def run_case(name, repeats):
   out = compiled(*args)  # first call (allocation)
   jax.block_until_ready(out)
   for _ in range(repeats):
-    if kind == "train":  # the step donates params/opt_state: feed back its outputs
+    if kind.startswith("train"):  # the step donates params/opt_state: feed back its outputs
       args = (out[0], out[1], *args[2:])
     t0 = time.perf_counter()
     out = compiled(*args)
