@@ -1,0 +1,50 @@
+"""INFWIDE: variants, factory and the model-family hooks used by trainers and the API."""
+
+import jax.numpy as jnp
+
+from lljax.models.infwide.model import INFWIDE, half_size
+
+KIND = "supervised"
+CONVERTER = "lljax.convert.infwide"
+PAD_MULTIPLE = 1  # any size: the ResUNet pads itself, the U-Nets pad/crop their skips
+PAD_MODE = "edge"
+OBJECTIVE = "infwide"  # lljax.losses.infwide_loss, used by the supervised trainer
+NEEDS_KERNEL = True  # enhance() takes a blur kernel per image
+KERNEL_SIZE = 37  # the PSF support of the training data (NightShot, lljax.data.degrade)
+
+VARIANTS = {
+    # srcs/model/infwide_model.py (conf/network/infwide.yaml): 15,742,342 parameters.
+    "release": dict(feat=16, unet=(32, 64, 128, 256), unet_nb=2, fsr_feats=32, fsr_resblocks=3,
+                    xrf_feats=32, xrf_resblocks=3, xrf_convs=3),
+    # For tests and quick CPU runs.
+    "tiny": dict(feat=4, unet=(4, 8, 8, 16), unet_nb=1, fsr_feats=4, fsr_resblocks=1,
+                 xrf_feats=4, xrf_resblocks=1, xrf_convs=2),
+}
+
+
+def Model(variant=None, **overrides):  # pylint: disable=invalid-name
+  """Builds an ``INFWIDE`` module from a variant name and/or explicit hyper-parameters."""
+  if variant is not None and variant not in VARIANTS:
+    raise ValueError(f"unknown INFWIDE variant {variant!r}; known: {', '.join(VARIANTS)}")
+  kwargs = dict(VARIANTS[variant]) if variant else {}
+  kwargs.update(overrides)
+  if "unet" in kwargs:
+    kwargs["unet"] = tuple(kwargs["unet"])
+  return INFWIDE(**kwargs)
+
+
+def host_features(low_u8):
+  """INFWIDE needs no full-image host preprocessing (its NSR is computed in the graph)."""
+  del low_u8
+  return {}
+
+
+def init_inputs(module, size=None):
+  """Smallest valid ``module.init`` arguments (only shapes matter): (low, kernel)."""
+  del module
+  side = size or 16
+  return (jnp.zeros((1, side, side, 3), jnp.float32), jnp.ones((1, 3, 3), jnp.float32) / 9.0)
+
+
+__all__ = ["CONVERTER", "INFWIDE", "KERNEL_SIZE", "KIND", "Model", "NEEDS_KERNEL", "OBJECTIVE",
+           "PAD_MULTIPLE", "PAD_MODE", "VARIANTS", "half_size", "host_features", "init_inputs"]
