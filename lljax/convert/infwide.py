@@ -40,18 +40,10 @@ OMEGACONF_STUBS = (
     ("omegaconf.base", "Container"),
     ("omegaconf.base", "Node"),
     ("typing", "Any"),
-    ("typing", "Union"),
-    ("typing", "Optional"),
-    ("typing", "Dict"),
-    ("typing", "List"),
-    ("builtins", "dict"),
-    ("builtins", "list"),
-    ("builtins", "str"),
-    ("builtins", "int"),
-    ("builtins", "float"),
-    ("builtins", "bool"),
-    ("builtins", "object"),
-    ("builtins", "getattr"),
+    ("collections", "defaultdict"),
+    # Type objects in the metadata; protocol-2 pickles spell builtins as ``__builtin__``.
+    *((module, name) for module in ("builtins", "__builtin__")
+      for name in ("dict", "list", "str", "int", "long", "float", "bool", "bytes")),
 )
 
 
