@@ -68,14 +68,42 @@ def circular_conv(x, psf):
   return jnp.fft.irfft2(spectrum, s=(h, w), axes=(1, 2)).astype(x.dtype)
 
 
-def median3x3(x):
-  """3x3 median filter of x (..., H, W) with reflect padding (KAIR/DWDN ``MedianPool2d``)."""
+def _views3x3(x):
+  """The 9 reflect-padded 3x3 neighbours of every pixel of x (..., H, W), as a list."""
   p = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(1, 1), (1, 1)], mode="reflect")
   h, w = x.shape[-2:]
-  v = [p[..., i:i + h, j:j + w] for i in range(3) for j in range(3)]
+  return [p[..., i:i + h, j:j + w] for i in range(3) for j in range(3)]
+
+
+def _median9(v):
+  v = list(v)
   for a, b in _MEDIAN9:
     v[a], v[b] = jnp.minimum(v[a], v[b]), jnp.maximum(v[a], v[b])
   return v[4]
+
+
+@jax.custom_jvp
+def median3x3(x):
+  """3x3 median filter of x (..., H, W) with reflect padding (KAIR/DWDN ``MedianPool2d``).
+
+  A min/max selection network (fused, no 9x stack in memory). Its derivative, like torch's
+  median, is the derivative of the selected neighbour (the first one in raster order on ties);
+  the custom rule keeps XLA from differentiating the 19 compare-exchanges (seconds of compile).
+  """
+  return _median9(_views3x3(x))
+
+
+@median3x3.defjvp
+def _median3x3_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  views = _views3x3(x)
+  med = _median9(views)
+  out, taken = jnp.zeros_like(med), jnp.zeros(med.shape, bool)
+  for v, tv in zip(views, _views3x3(t)):
+    pick = (v == med) & ~taken
+    out = out + jnp.where(pick, tv, 0)
+    taken = taken | pick
+  return med, out
 
 
 def wiener_nsr(padded, count_quirk=True):

@@ -118,8 +118,11 @@ def loss_fn(module, family, objective, saturation, params, batch):
   return objective(outputs, batch)
 
 
-def make_train_step(module, family, tx, schedule, config, shardings, mesh):
-  """The jitted update ``(params, opt_state, step, batch) -> (params, opt_state, metrics)``."""
+def make_train_step(module, family, tx, schedule, config, shardings, mesh, compiler_options=None):
+  """The jitted update ``(params, opt_state, step, batch) -> (params, opt_state, metrics)``.
+
+  ``compiler_options``: XLA options for the compilation (tests lower CPU optimisation levels).
+  """
   objective = OBJECTIVES[family.OBJECTIVE]
   saturation = float(config.data.get("saturation", 0.0) or 0.0)
   repl = parallel.replicated(mesh)
@@ -136,7 +139,7 @@ def make_train_step(module, family, tx, schedule, config, shardings, mesh):
   param_sh, opt_sh = shardings
   return jax.jit(train_step, donate_argnums=(0, 1),
                  in_shardings=(param_sh, opt_sh, repl, parallel.batch_sharding(mesh)),
-                 out_shardings=(param_sh, opt_sh, repl))
+                 out_shardings=(param_sh, opt_sh, repl), compiler_options=compiler_options)
 
 
 def _abstract_state(module, family, tx, config):

@@ -1,5 +1,6 @@
 """FFT deconvolution helpers: psf2otf centring, circular convolution, median, NSR, Wiener filter."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -114,3 +115,18 @@ def test_image_nsr_formula():
     d = m[c] - x[0, ..., c]
     expected = d.std(ddof=1) / np.sqrt((m[c] ** 2).sum() / (80 - 1))
     np.testing.assert_allclose(fft.image_nsr(jnp.asarray(x))[0, c], expected, rtol=1e-5)
+
+
+def test_median3x3_gradient_is_that_of_the_selected_neighbour():
+  rng = np.random.default_rng(7)
+  x = jnp.asarray(rng.random((2, 6, 7)), jnp.float32)
+  w = jnp.asarray(rng.random((2, 6, 7)), jnp.float32)
+
+  def by_sort(x):
+    p = jnp.pad(x, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+    views = jnp.stack([p[:, i:i + 6, j:j + 7] for i in range(3) for j in range(3)])
+    return jnp.sort(views, axis=0)[4]
+
+  ours = jax.grad(lambda x: jnp.sum(fft.median3x3(x) * w))(x)
+  expected = jax.grad(lambda x: jnp.sum(by_sort(x) * w))(x)
+  np.testing.assert_allclose(ours, expected, atol=1e-6)

@@ -26,6 +26,7 @@ H + 2 kh, W + 2 kh for the FFTs; the ResUNet replicate-pads to a multiple of 8 i
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from lljax.nn import Conv2d, ConvTranspose2d, pad2d, resize_bilinear
@@ -91,7 +92,7 @@ def _fit_axis(x, axis, size):
     return jnp.pad(x, pads)
   if diff < 0:
     start = -diff // 2
-    return jnp.take(x, jnp.arange(start, start + size), axis=axis)
+    return jax.lax.slice_in_dim(x, start, start + size, axis=axis)
   return x
 
 

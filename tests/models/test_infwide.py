@@ -1,0 +1,154 @@
+"""INFWIDE: parity with the official forward (every head and intermediate), converter, API."""
+
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lljax
+from lljax import models
+from lljax.convert import ConversionError, convert_checkpoint, infwide as conv, mapping, torch_io
+
+FIXTURES = pathlib.Path(__file__).parents[1] / "fixtures" / "infwide"
+ATOL = 1e-4
+HEADS = {"out_half": "out_half", "out_full": "out_full", "denoised": "out_denoise", "feat": "mid_feat",
+         "feat_wd": "mid_feat_wd", "feat_out": "mid_feat_out", "nsr": "mid_nsr", "img_wd": "mid_img_wd"}
+
+
+def nhwc(a):
+  return np.transpose(a, (0, 2, 3, 1)) if a.ndim == 4 else a
+
+
+@pytest.fixture(scope="module")
+def io():
+  return dict(np.load(FIXTURES / "small_io.npz"))
+
+
+@pytest.fixture(scope="module")
+def small():
+  family = models.get("infwide")
+  state = conv.read_state(FIXTURES / "small.pth")
+  config = conv.infer_config(state)
+  module = family.Model(**config)
+  abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), *family.init_inputs(module)))["params"]
+  params, dropped = mapping.convert(state, conv.RULES, abstract)
+  assert not dropped
+  return config, module, params
+
+
+@pytest.mark.parametrize("case", ["", "odd_"])
+def test_every_head_matches_the_official_forward(small, io, case):
+  _, module, params = small
+  low, kernel = nhwc(io[case + "input_blurry"]), io[case + "input_kernel"][:, 0]
+  out = jax.jit(lambda p, x, k: module.apply({"params": p}, x, k, method=module.intermediates))(params, low, kernel)
+  for ours, theirs in HEADS.items():
+    np.testing.assert_allclose(np.asarray(out[ours]), nhwc(io[case + theirs]), atol=ATOL, err_msg=ours)
+
+
+def test_feature_wiener_of_the_input_matches(io):
+  from lljax.nn.fft import wiener_deconv  # pylint: disable=import-outside-toplevel
+  run = jax.jit(wiener_deconv)
+  for case in ("", "odd_"):
+    out = run(jnp.asarray(nhwc(io[case + "input_blurry"])), jnp.asarray(io[case + "input_kernel"][:, 0]))
+    np.testing.assert_allclose(np.asarray(out), nhwc(io[case + "wiener_of_input"]), atol=ATOL)
+
+
+def test_small_checkpoint_architecture_is_inferred_without_flags(small):
+  config, _, _ = small
+  assert config == dict(n_colors=3, feat=8, unet=(8, 16, 32, 64), unet_nb=2, fsr_feats=8, fsr_resblocks=2,
+                        xrf_feats=8, xrf_resblocks=2, xrf_convs=3)
+
+
+def test_every_release_key_maps_and_the_release_variant_is_inferred():
+  entries = json.loads((FIXTURES / "release_keys.json").read_text())["entries"]
+  state = {k: np.zeros(v["shape"], np.float32) for k, v in entries.items()}
+  assert len(state) == 276
+  family = models.get("infwide")
+  config = conv.infer_config(state)
+  release = dict(family.VARIANTS["release"])
+  assert {k: config[k] for k in release} == release
+  module = family.Model(**config)
+  abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), *family.init_inputs(module)))["params"]
+  params, dropped = mapping.convert(state, conv.RULES, abstract)
+  assert not dropped
+  assert sum(p.size for p in jax.tree.leaves(params)) == 15_742_342
+
+
+def test_release_format_is_read_without_running_pickled_code():
+  # The trainer's dict {arch, epoch, state_dict, optimizer (AMSGrad), config (OmegaConf DictConfig)}.
+  path = FIXTURES / "release_format.pth"
+  with pytest.raises(torch_io.UnsafeCheckpointError, match="omegaconf"):
+    torch_io.read_state_dict(path)
+  state = conv.read_state(path)
+  reference = conv.read_state(FIXTURES / "small.pth")
+  assert list(state) == list(reference)
+  for k in state:
+    np.testing.assert_array_equal(state[k], reference[k])
+  whole = torch_io.load(path, stubs=conv.OMEGACONF_STUBS)
+  assert isinstance(whole["config"], torch_io.OpaqueObject) and whole["epoch"] == 400
+
+
+def test_foreign_or_truncated_checkpoint_is_diagnosed():
+  state = conv.read_state(FIXTURES / "small.pth")
+  with pytest.raises(ConversionError, match="not an INFWIDE checkpoint"):
+    conv.infer_config({k: v for k, v in state.items() if not k.startswith("FeatModule1")})
+  config = conv.infer_config(state)
+  family = models.get("infwide")
+  module = family.Model(**config)
+  abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), *family.init_inputs(module)))["params"]
+  extra = {**state, "MergeRefineModule.extra.weight": np.zeros((1,), np.float32)}
+  missing = {k: v for k, v in state.items() if k != "DenoiseUnet.m_tail.weight"}
+  with pytest.raises(ConversionError, match="unused checkpoint keys"):
+    mapping.convert(extra, conv.RULES, abstract)
+  with pytest.raises(ConversionError, match="not found in the checkpoint"):
+    mapping.convert(missing, conv.RULES, abstract)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+  out = tmp_path_factory.mktemp("infwide") / "small"
+  convert_checkpoint("infwide", FIXTURES / "release_format.pth", out)
+  return out
+
+
+def test_api_enhance_with_kernels_reproduces_the_official_output(converted, io):
+  restorer = lljax.load(converted)
+  assert restorer.needs_kernel
+  low, kernel = nhwc(io["input_blurry"]), io["input_kernel"][0, 0]
+  raw = restorer.enhance(low, kernel * 7.0, clip=False)  # kernels are normalised to unit sum
+  np.testing.assert_allclose(raw, nhwc(io["out_full"]), atol=ATOL)
+  one = restorer.enhance_image(low[0], kernel, clip=False)  # one photo, same program
+  np.testing.assert_allclose(one, nhwc(io["out_full"])[0], atol=ATOL)
+
+
+def test_api_kernel_errors(converted, io):
+  restorer = lljax.load(converted)
+  low = nhwc(io["input_blurry"])
+  with pytest.raises(ValueError, match="pass a blur kernel"):
+    restorer.enhance(low)
+  with pytest.raises(ValueError, match="negative"):
+    restorer.enhance(low, -np.ones((3, 3)))
+  with pytest.raises(ValueError, match="larger than the model's 37x37"):
+    restorer.enhance(low, np.ones((39, 39)))
+  with pytest.raises(ValueError, match="all zero"):
+    restorer.enhance(low, np.zeros((5, 5)))
+  with pytest.raises(ValueError, match="for 1 images"):
+    restorer.enhance(low, np.ones((2, 5, 5)))
+  flow = lljax.api.Restorer.__new__(lljax.api.Restorer)
+  flow.family = models.get("llflow")
+  flow.model_name = "llflow"
+  with pytest.raises(ValueError, match="does not take blur kernels"):
+    flow._kernel_inputs(np.ones((3, 3)), 1)  # pylint: disable=protected-access
+
+
+def test_tiny_variant_shapes_and_odd_sizes():
+  family = models.get("infwide")
+  module = family.Model("tiny")
+  from lljax.nn import init_variables  # pylint: disable=import-outside-toplevel
+  params = init_variables(module, 0, *family.init_inputs(module))["params"]
+  out = jax.eval_shape(lambda p: module.apply({"params": p}, jnp.zeros((2, 21, 30, 3)), jnp.ones((2, 4, 6))), params)
+  assert out["half"].shape == (2, 10, 15, 3)  # round(10.5) = 10 (half to even), as the official code
+  assert out["full"].shape == out["denoised"].shape == (2, 21, 30, 3)
