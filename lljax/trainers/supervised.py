@@ -167,11 +167,16 @@ def train(config, workdir):
   start_step = ckpts.latest_step() or 0
 
   source = sources.open_source(config.data.name, config.data.train_split, config.data.get("data_dir"))
+  kernels = bool(getattr(family, "NEEDS_KERNEL", False))
+  # Kernel data: the pipeline passes the kernel through uncropped, and the flips happen here so
+  # that the kernel is mirrored with its image (the pipeline's flips know nothing of kernels).
   batches = pipeline.train_batches(
       source, batch_size=config.batch_size, crop_size=config.data.crop_size, seed=config.seed,
-      start_step=start_step, flip=config.data.flip, vflip=config.data.get("vflip", False),
+      start_step=start_step, host_fn=_kernel_field if kernels else None,
+      flip=config.data.flip and not kernels, vflip=config.data.get("vflip", False) and not kernels,
       rot90=config.data.get("rot90", False), process_index=jax.process_index(),
       process_count=jax.process_count())
+  flips = (config.data.flip, config.data.get("vflip", False)) if kernels else (False, False)
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   try:
     if not start_step:
@@ -186,7 +191,7 @@ def train(config, workdir):
       print(f"{workdir}: resuming after step {meta['step']}")
     restorer = api.Restorer(config.model.name, model_kwargs, params)
     _loop(config, workdir, module, family, tx, schedule, mesh, shardings, ckpts, writer, batches,
-          restorer, params, opt_state, start_step)
+          restorer, params, opt_state, start_step, flips)
   finally:
     batches.close()
     ckpts.close()
@@ -202,8 +207,28 @@ def _initial_params(config, family, module):
   return init_variables(module, config.seed, *family.init_inputs(module, size=config.data.crop_size))["params"]
 
 
+def _kernel_field(example):
+  if "kernel" not in example:
+    raise ValueError(f"example {example.get('name')!r} has no blur kernel; INFWIDE trains on data with "
+                     "kernels (embedded_photos/lowlight_blur, embedded_photos/night_blur, nightshot)")
+  return {"kernel": np.asarray(example["kernel"], np.float32)}
+
+
+def flip_with_kernels(batch, rng, flip=True, vflip=False):
+  """Random horizontal/vertical flips per row of image fields AND their (B, kh, kw) kernels."""
+  batch = dict(batch)
+  for axis, enabled in ((2, flip), (1, vflip)):
+    if not enabled:
+      continue
+    rows = rng.random(batch["low"].shape[0]) < 0.5
+    for key in ("low", "normal"):
+      batch[key] = np.where(rows[:, None, None, None], np.flip(batch[key], axis), batch[key])
+    batch["kernel"] = np.where(rows[:, None, None], np.flip(batch["kernel"], axis), batch["kernel"])
+  return batch
+
+
 def _loop(config, workdir, module, family, tx, schedule, mesh, shardings, ckpts, writer, batches,
-          restorer, params, opt_state, start_step):
+          restorer, params, opt_state, start_step, flips=(False, False)):
   total = config.total_steps
   train_step = make_train_step(module, family, tx, schedule, config, shardings, mesh)
   log, save, evaluate = (common.Every(config.log_every, total), common.Every(config.checkpoint_every, total),
@@ -212,7 +237,11 @@ def _loop(config, workdir, module, family, tx, schedule, mesh, shardings, ckpts,
   last_saved = start_step or None
   pending = None
   for step in range(start_step, total):
-    batch = parallel.global_batch(_model_batch(next(batches)), mesh)
+    batch = _model_batch(next(batches))
+    if any(flips):
+      rng = np.random.default_rng([config.seed, step, jax.process_index(), 7])
+      batch = flip_with_kernels(batch, rng, *flips)
+    batch = parallel.global_batch(batch, mesh)
     params, opt_state, metrics = train_step(params, opt_state, jnp.int32(step), batch)
     if pending is not None:
       _report(pending, writer, progress, log, last_saved)
@@ -223,7 +252,7 @@ def _loop(config, workdir, module, family, tx, schedule, mesh, shardings, ckpts,
     if evaluate(step) and jax.process_index() == 0:
       restorer.params = params
       t0 = time.time()
-      means = evaluate_kernel_model(restorer, _eval_examples(config), workdir, step + 1, writer,
+      means = evaluate_kernel_model(restorer, _eval_examples(config, family), workdir, step + 1, writer,
                                     config.num_samples, float(config.data.get("saturation", 0.0) or 0.0))
       writer.write_scalars(step + 1, {**means, "eval/seconds": time.time() - t0})
       print("  eval @ step %d: %s" % (step + 1, "  ".join(f"{k[5:]}={v:.4f}" for k, v in means.items())))
@@ -244,9 +273,10 @@ def _model_batch(batch):
   return {k: np.asarray(batch[k], np.float32) for k in _BATCH_KEYS if k in batch}
 
 
-def _eval_examples(config):
+def _eval_examples(config, family):
   source = sources.open_source(config.data.name, config.data.eval_split, config.data.get("data_dir"))
-  return pipeline.eval_examples(source, host_fn=None, limit=config.get("eval_limit"))
+  host_fn = _kernel_field if getattr(family, "NEEDS_KERNEL", False) else None
+  return pipeline.eval_examples(source, host_fn=host_fn, limit=config.get("eval_limit"))
 
 
 class _WithKernels:

@@ -78,15 +78,15 @@ def kernel_path_for(image_path):
   """The kernel file next to ``image_path`` (``<stem>_kernel.png`` or ``.npy``).
 
   Raises:
-    FileNotFoundError naming the image and the names looked for.
+    FileNotFoundError naming the files looked for.
   """
   image_path = pathlib.Path(image_path)
   candidates = [image_path.with_name(image_path.stem + KERNEL_SUFFIX + ext) for ext in KERNEL_EXTENSIONS]
   for c in candidates:
     if c.exists():
       return c
-  raise FileNotFoundError(f"{image_path}: no blur kernel; expected {' or '.join(c.name for c in candidates)} "
-                          "next to it (or pass --kernel)")
+  raise FileNotFoundError(f"no blur kernel: expected {' or '.join(c.name for c in candidates)} "
+                          f"in {image_path.parent} (or pass --kernel)")
 
 
 def is_kernel_file(path):

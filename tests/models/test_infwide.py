@@ -152,3 +152,47 @@ def test_tiny_variant_shapes_and_odd_sizes():
   out = jax.eval_shape(lambda p: module.apply({"params": p}, jnp.zeros((2, 21, 30, 3)), jnp.ones((2, 4, 6))), params)
   assert out["half"].shape == (2, 10, 15, 3)  # round(10.5) = 10 (half to even), as the official code
   assert out["full"].shape == out["denoised"].shape == (2, 21, 30, 3)
+
+
+def _write_photo_and_kernel(folder, io, kernel_name="photo_kernel.png"):
+  from lljax.utils.images import save_png, to_uint8  # pylint: disable=import-outside-toplevel
+  folder.mkdir(parents=True, exist_ok=True)
+  save_png(folder / "photo.png", to_uint8(nhwc(io["input_blurry"])[0]))
+  kernel = io["input_kernel"][0, 0]
+  if kernel_name.endswith(".npy"):
+    np.save(folder / kernel_name, kernel)
+  else:
+    save_png(folder / kernel_name, np.round(kernel / kernel.max() * 255).astype(np.uint8))
+  return folder / "photo.png"
+
+
+def test_enhance_cli_reads_the_kernel_next_to_each_photo(converted, io, tmp_path, capsys):
+  from lljax import enhance  # pylint: disable=import-outside-toplevel
+  from lljax.utils import kernels  # pylint: disable=import-outside-toplevel
+  from lljax.utils.images import read_image, to_float01, to_uint8  # pylint: disable=import-outside-toplevel
+  photos = tmp_path / "in"
+  photo = _write_photo_and_kernel(photos, io)
+  (photos / "lonely.png").write_bytes(photo.read_bytes())  # no kernel next to it
+  status = enhance.main(["--model", str(converted), str(photos), "--output", str(tmp_path / "out")])
+  err = capsys.readouterr().err
+  assert status == 1 and "lonely.png: no blur kernel: expected lonely_kernel.png or lonely_kernel.npy" in err
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.png"]  # the kernel is no photo
+  kernel = kernels.read_kernel(photos / "photo_kernel.png", 37)
+  expected = to_uint8(lljax.load(converted).enhance_image(to_float01(read_image(photo)[0]), kernel))
+  np.testing.assert_array_equal(read_image(tmp_path / "out" / "photo.png")[0], expected)
+  np.save(photos / "lonely_kernel.npy", -np.ones((3, 3)))
+  status = enhance.main(["--model", str(converted), str(photos / "lonely.png"), "--output", str(tmp_path / "o2")])
+  assert status == 1 and "negative values" in capsys.readouterr().err
+
+
+def test_evaluate_cli_with_kernel_files(converted, io, tmp_path, capsys):
+  from lljax import evaluate  # pylint: disable=import-outside-toplevel
+  from lljax.utils.images import save_png, to_uint8  # pylint: disable=import-outside-toplevel
+  _write_photo_and_kernel(tmp_path / "low", io, "photo_kernel.npy")
+  (tmp_path / "gt").mkdir()
+  save_png(tmp_path / "gt" / "photo.png", to_uint8(nhwc(io["sharp_reference"])[0]))
+  status = evaluate.main(["--model", str(converted), "--low_dir", str(tmp_path / "low"), "--gt_dir",
+                          str(tmp_path / "gt"), "--no_lpips", "--output", str(tmp_path / "res")])
+  assert status == 0, capsys.readouterr().err
+  results = json.loads((tmp_path / "res" / "metrics.json").read_text())
+  assert results["count"] == 1 and "infwide" in results["protocols"]
