@@ -133,3 +133,35 @@ def test_loss_decreases_on_tiny_with_one_sharded_jitted_step():
     assert bool(metrics["finite"])
   assert set(metrics) >= {"main_half", "main_full", "denoise", "forward", "lr", "grad_norm"}
   assert history[-1] < 0.7 * history[0], history
+
+
+def test_config_presets_and_trainer_dispatch():
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  import pathlib  # pylint: disable=import-outside-toplevel
+  from lljax import trainers  # pylint: disable=import-outside-toplevel
+  path = pathlib.Path(__file__).parents[2] / "configs" / "infwide.py"
+  spec = importlib.util.spec_from_file_location("infwide_config", path)
+  cfg_mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(cfg_mod)
+  default = cfg_mod.get_config()
+  assert default.data.name == "embedded_photos/lowlight_blur" and default.data.saturation == 0
+  assert default.optimizer.amsgrad and default.optimizer.clip_grad_value == 0.5
+  assert default.schedule.lr == 2e-4 and default.schedule.gamma == 0.5
+  assert default.total_steps == 400 * default.schedule.step_size // 50
+  night = cfg_mod.get_config("nightshot,quick")
+  assert night.data.name == "nightshot" and night.data.saturation == 1.2 and night.model.variant == "tiny"
+  assert trainers.get(models.get(default.model.name).KIND) is supervised
+
+
+def test_flips_mirror_the_kernel_with_its_image():
+  rng = np.random.default_rng(3)
+  sharp = rng.random((4, 16, 16, 3)).astype(np.float32)
+  kernel = rng.random((4, 5, 5)).astype(np.float32)
+  blurry = np.stack([np.stack([ndimage.convolve(sharp[b, ..., c], kernel[b], mode="wrap") for c in range(3)], -1)
+                     for b in range(4)])
+  out = supervised.flip_with_kernels({"low": blurry, "normal": sharp, "kernel": kernel},
+                                     np.random.default_rng(0), flip=True, vflip=True)
+  assert not np.array_equal(out["normal"], sharp)
+  for b in range(4):  # the flipped blurry image is still the flipped sharp one blurred by the flipped kernel
+    again = np.stack([ndimage.convolve(out["normal"][b, ..., c], out["kernel"][b], mode="wrap") for c in range(3)], -1)
+    np.testing.assert_allclose(out["low"][b], again, atol=1e-5)

@@ -19,8 +19,21 @@ stride-2 transposed up, no bias); no normalisation layers; ReLU everywhere. Init
 torch's default (the official code does not override it).
 
 Arrays are NHWC float in [0, 1]; PSFs are (B, kh, kw), normalised to unit sum inside. Outputs
-are not clamped (the official tester scores the raw ``out_full``). Sizes: any H, W >= 1 with
-H + 2 kh, W + 2 kh for the FFTs; the ResUNet replicate-pads to a multiple of 8 internally.
+are not clamped (the official tester scores the raw ``out_full``). Sizes: any H, W >= 2 (the
+median filter reflects); the ResUNet replicate-pads to a multiple of 8 internally.
+
+Differences from the official code (none changes a value beyond float32 rounding):
+
+* the Wiener filters use real FFTs (``rfft2``/``irfft2``) where the official code takes the real
+  part of a full complex inverse FFT: the same numbers, half the memory;
+* the 3x3 median is a min/max selection network with a custom derivative (that of the selected
+  neighbour, as torch's ``median``; on exact ties torch may pick another of the equal values);
+* ``wiener_channels_at_once`` optionally deconvolves the feature planes sequentially (lower peak
+  memory, same values); the official code loops over channels in Python;
+* the NSR pixel-count quirk is kept by default (``nsr_count_quirk``) and can be switched off;
+* ``enhance`` runs the network on the image as given (the synthetic-test path). The official
+  real-capture path (``status=realexp``: input / 1.2 and symmetric padding by half the image
+  size on each side) is not applied automatically.
 """
 
 from typing import Sequence
