@@ -23,7 +23,10 @@ official rotation augmentation is buggy (one of its two rotations is discarded);
 ``embedded`` (default) trains on ``embedded_photos/lowlight_blur`` (blur in linear light, then
 lljax's low-light model: the target is the bright sharp photo, so the model also brightens);
 ``nightshot`` on the prepared NightShot dataset with saturation 1.2 applied to the stored
-camera output. Override anything, e.g. ``--config.data.crop_size=128``.
+camera output. INFWIDE's own degradation on the embedded photos (trajectory kernels + CMOS camera
+noise): ``--config.data.name=embedded_photos/night_blur --config.data.saturation=1.2``. Override
+anything, e.g. ``--config.data.crop_size=128``. Flips are applied by the trainer to the image AND
+its kernel (a mirrored blurry image has a mirrored PSF).
 """
 
 import ml_collections
