@@ -7,8 +7,8 @@ Inputs are files, folders (their images; ``--recursive`` descends) and globs. Ea
 written to ``--output`` under its own name (relative path for folder inputs) as a PNG (8-bit, or
 ``--bit_depth 16``; ``--format jpg`` for JPEG). Any size works: whole images are reflect-padded
 to a shape bucket (``--bucket``, so a folder of mixed sizes compiles a handful of programs) and
-cropped back; images above ``--max_megapixels`` are processed in overlapping tiles with blended
-seams, so memory stays bounded (a 24-megapixel photo runs on a laptop). For flows with a learned
+cropped back; images above ``--max_megapixels`` (default: the model's, 1.0 for most) are
+processed in overlapping tiles with blended seams, so memory stays bounded (a 24-megapixel photo runs on a laptop). For flows with a learned
 prior (LLFlow's colour map) the prior of a tiled image comes from one pass over a downscaled copy
 of the whole photo (``--prior global``, the default; ``--prior tile`` uses each tile's own), so
 all tiles decode from the same colour estimate; see ``lljax.api``.
@@ -57,8 +57,8 @@ def parse_args(argv):
   p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
   p.add_argument("--force", action="store_true", help="allow --output to be an input folder")
   p.add_argument("--self_ensemble", action="store_true", help="average over 8 flips/transposes")
-  p.add_argument("--max_megapixels", type=float, default=1.0,
-                 help="larger images are processed in tiles (default 1.0)")
+  p.add_argument("--max_megapixels", type=float, default=None,
+                 help="larger images are processed in tiles (default: the model's, 1.0; INFWIDE 4.0)")
   p.add_argument("--tile", type=int, default=512, help="tile side in pixels (default 512)")
   p.add_argument("--overlap", type=int, default=128, help="tile overlap in pixels (default 128)")
   p.add_argument("--bucket", type=int, default=32,
@@ -74,7 +74,8 @@ def parse_args(argv):
   args = p.parse_args(argv)
   if args.format == "jpg" and args.bit_depth == 16:
     p.error("JPEG is 8-bit; use --format png for --bit_depth 16")
-  if args.max_megapixels <= 0 or args.tile < 16 or not 0 <= args.overlap < args.tile:
+  bad_megapixels = args.max_megapixels is not None and args.max_megapixels <= 0
+  if bad_megapixels or args.tile < 16 or not 0 <= args.overlap < args.tile:
     p.error("need --max_megapixels > 0, --tile >= 16 and 0 <= --overlap < --tile")
   return args
 
@@ -227,6 +228,8 @@ def run(args, out=None, err=None):
   needs_kernel = bool(getattr(family, "NEEDS_KERNEL", False))
   if args.kernel and not needs_kernel:
     raise UsageError(f"--kernel: {args.model} is not a deblurring model that takes kernels")
+  # Whole images are exact; tiles approximate near seams (INFWIDE: each tile gets its own NSR).
+  max_megapixels = args.max_megapixels or getattr(family, "MAX_MEGAPIXELS", 1.0)
   jobs = plan(args)
   protect = [str(source) for source, _ in jobs]
   failed, skipped, todo, done = [], [], [], 0
@@ -245,7 +248,7 @@ def run(args, out=None, err=None):
       kernel = _kernel_for(source, args, family.KERNEL_SIZE) if needs_kernel else None
       rgb, info = read_image(source)
       enhanced = restorer.enhance_image(
-          to_float01(rgb), kernel, max_pixels=int(args.max_megapixels * 1e6), tile=args.tile,
+          to_float01(rgb), kernel, max_pixels=int(max_megapixels * 1e6), tile=args.tile,
           overlap=args.overlap, bucket=args.bucket, self_ensemble=args.self_ensemble,
           prior=args.prior, temperature=args.temperature, seed=args.seed)
       note = write(target, to_output(enhanced, info, args.bit_depth), args, protect)

@@ -11,6 +11,10 @@ PAD_MODE = "edge"
 OBJECTIVE = "infwide"  # lljax.losses.infwide_loss, used by the supervised trainer
 NEEDS_KERNEL = True  # enhance() takes a blur kernel per image
 KERNEL_SIZE = 37  # the PSF support of the training data (NightShot, lljax.data.degrade)
+# `python -m lljax.enhance` tiles larger photos. Whole images are exact (the Wiener NSR is
+# estimated per image); a whole 1080p image peaks at 3.8 GB RSS on CPU
+# (benchmarks/infwide_memory.py), so up to 4 MP runs whole on a 24 GB machine.
+MAX_MEGAPIXELS = 4.0
 
 VARIANTS = {
     # srcs/model/infwide_model.py (conf/network/infwide.yaml): 15,742,342 parameters.
@@ -46,5 +50,5 @@ def init_inputs(module, size=None):
   return (jnp.zeros((1, side, side, 3), jnp.float32), jnp.ones((1, 3, 3), jnp.float32) / 9.0)
 
 
-__all__ = ["CONVERTER", "INFWIDE", "KERNEL_SIZE", "KIND", "Model", "NEEDS_KERNEL", "OBJECTIVE",
+__all__ = ["CONVERTER", "INFWIDE", "KERNEL_SIZE", "KIND", "MAX_MEGAPIXELS", "Model", "NEEDS_KERNEL", "OBJECTIVE",
            "PAD_MULTIPLE", "PAD_MODE", "VARIANTS", "half_size", "host_features", "init_inputs"]
