@@ -8,8 +8,8 @@ written to ``--output`` under its own name (relative path for folder inputs) as 
 ``--bit_depth 16``; ``--format jpg`` for JPEG). Any size works: whole images are reflect-padded
 to a shape bucket (``--bucket``, so a folder of mixed sizes compiles a handful of programs) and
 cropped back; images above ``--max_megapixels`` (default: the model's, 1.0 for most) are
-processed in overlapping tiles with blended seams, so memory stays bounded (a 24-megapixel photo runs on a laptop). For flows with a learned
-prior (LLFlow's colour map) the prior of a tiled image comes from one pass over a downscaled copy
+processed in overlapping tiles with blended seams, so memory stays bounded (a 24-megapixel photo
+runs on a laptop). For flows with a learned prior (LLFlow's colour map) the prior of a tiled image comes from one pass over a downscaled copy
 of the whole photo (``--prior global``, the default; ``--prior tile`` uses each tile's own), so
 all tiles decode from the same colour estimate; see ``lljax.api``.
 
