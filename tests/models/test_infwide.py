@@ -196,3 +196,13 @@ def test_evaluate_cli_with_kernel_files(converted, io, tmp_path, capsys):
   assert status == 0, capsys.readouterr().err
   results = json.loads((tmp_path / "res" / "metrics.json").read_text())
   assert results["count"] == 1 and "infwide" in results["protocols"]
+
+
+def test_real_capture_padding_and_crop():
+  from lljax.models import infwide  # pylint: disable=import-outside-toplevel
+  image = np.random.default_rng(0).random((5, 8, 3)).astype(np.float32)
+  padded, window = infwide.real_capture_input(image)
+  assert padded.shape == (5 + 2 * 2, 8 + 2 * 4, 3) and window == (2, 4, 5, 8)
+  np.testing.assert_allclose(infwide.real_capture_crop(padded, window), image / 1.2, rtol=1e-6)
+  np.testing.assert_allclose(padded[1, 4:12], image[0] / 1.2, rtol=1e-6)  # symmetric: edge row repeated
+  np.testing.assert_allclose(padded[0, 4:12], image[1] / 1.2, rtol=1e-6)

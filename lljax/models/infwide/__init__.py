@@ -37,6 +37,32 @@ def Model(variant=None, **overrides):  # pylint: disable=invalid-name
   return INFWIDE(**kwargs)
 
 
+def real_capture_input(image, saturation=1.2):
+  """The official preprocessing of real captures (``status=realexp``), on the host.
+
+  HWC float [0, 1] -> (image / saturation symmetric-padded by floor(H/2), floor(W/2) on each
+  side: about 4x the pixels, window (top, left, H, W) of the photo in it). Run the model on the
+  padded image with the photo's kernel, then ``real_capture_crop``. The division matches the
+  training inputs, which never exceed 1 / 1.2; the output stays on that scale, as officially.
+  """
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  image = np.asarray(image, np.float32)
+  h, w = image.shape[:2]
+  top, left = h // 2, w // 2
+  padded = np.pad(image / np.float32(saturation), ((top, top), (left, left), (0, 0)), mode="symmetric")
+  return padded, (top, left, h, w)
+
+
+def real_capture_crop(output, window):
+  """Crops a model output (HWC) on a ``real_capture_input`` image back to the photo.
+
+  (The official tester crops H' = padded_H // 2 rows from floor(H' / 2), which loses the last
+  row/column of odd-sized photos; we return exactly the photo's window.)
+  """
+  top, left, h, w = window
+  return output[top:top + h, left:left + w]
+
+
 def host_features(low_u8):
   """INFWIDE needs no full-image host preprocessing (its NSR is computed in the graph)."""
   del low_u8
@@ -51,4 +77,5 @@ def init_inputs(module, size=None):
 
 
 __all__ = ["CONVERTER", "INFWIDE", "KERNEL_SIZE", "KIND", "MAX_MEGAPIXELS", "Model", "NEEDS_KERNEL", "OBJECTIVE",
-           "PAD_MULTIPLE", "PAD_MODE", "VARIANTS", "half_size", "host_features", "init_inputs"]
+           "PAD_MULTIPLE", "PAD_MODE", "VARIANTS", "half_size", "host_features", "init_inputs", "real_capture_crop",
+           "real_capture_input"]

@@ -33,7 +33,8 @@ Differences from the official code (none changes a value beyond float32 rounding
 * the NSR pixel-count quirk is kept by default (``nsr_count_quirk``) and can be switched off;
 * ``enhance`` runs the network on the image as given (the synthetic-test path). The official
   real-capture path (``status=realexp``: input / 1.2 and symmetric padding by half the image
-  size on each side) is not applied automatically.
+  size on each side) is not applied automatically: see ``real_capture_input``/``real_capture_crop``
+  in ``lljax.models.infwide``.
 """
 
 from typing import Sequence
