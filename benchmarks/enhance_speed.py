@@ -71,13 +71,17 @@ def run_case(case, repeats):
 
   restorer._run_enhance = measured  # pylint: disable=protected-access
   image = np.random.default_rng(0).random((h, w, 3), dtype=np.float32) * 0.2
+  kernel = None
+  if restorer.needs_kernel:  # non-blind deblurring (INFWIDE): a 37x37 motion kernel
+    from lljax.data import degrade  # pylint: disable=import-outside-toplevel
+    kernel = degrade.motion_kernel(0)[0]
   t0 = time.perf_counter()
-  restorer.enhance_image(image, **DEFAULTS)
+  restorer.enhance_image(image, kernel, **DEFAULTS)
   first = time.perf_counter() - t0
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()
-    restorer.enhance_image(image, **DEFAULTS)
+    restorer.enhance_image(image, kernel, **DEFAULTS)
     times.append(time.perf_counter() - t0)
   median = statistics.median(times) if times else first
   return {"case": case, "first_s": first, "median_s": median, "images_per_s": 1.0 / median, "times": times,

@@ -26,6 +26,7 @@ import numpy as np
 from lljax import checkpoint, models, tiling
 from lljax.losses import nll_bits_per_pixel
 from lljax.utils.images import to_uint8
+from lljax.utils.kernels import check_kernels
 
 
 def _as_images(images, name="images"):
@@ -85,8 +86,26 @@ class Restorer:
       inputs[key] = np.stack([e[key] for e in extra]).astype(np.float32) / 255.0
     return inputs
 
-  def enhance(self, images, temperature=0.0, seed=0, clip=True):
+  @property
+  def needs_kernel(self):
+    """Whether the model is a non-blind deblurrer that takes a blur kernel per image (INFWIDE)."""
+    return bool(getattr(self.family, "NEEDS_KERNEL", False))
+
+  def _kernel_inputs(self, kernels, batch):
+    """{"kernel": (B, kh, kw)} for kernel models (validated, unit sum), {} otherwise."""
+    if not self.needs_kernel:
+      if kernels is not None:
+        raise ValueError(f"{self.model_name} does not take blur kernels")
+      return {}
+    if kernels is None:
+      raise ValueError(f"{self.model_name} is a non-blind deblurring model: pass a blur kernel per image")
+    return {"kernel": check_kernels(kernels, batch, self.family.KERNEL_SIZE)}
+
+  def enhance(self, images, kernels=None, temperature=0.0, seed=0, clip=True):
     """Enhances NHWC float32 images in [0, 1]; returns the same shape.
+
+    ``kernels``: non-blind deblurring models only (``needs_kernel``): one (kh, kw) PSF for all
+    images or (B, kh, kw), non-negative, any size up to the model's support; normalised here.
 
     Host features (e.g. histogram equalisation) are computed on the unpadded image; image and
     features are then reflect-padded at the bottom/right to the model's multiple and the output
@@ -95,15 +114,18 @@ class Restorer:
     """
     low = _as_images(images)
     inputs = {k: pad_to_multiple(v, self.family.PAD_MULTIPLE)[0] for k, v in self.model_inputs(low).items()}
+    inputs.update(self._kernel_inputs(kernels, low.shape[0]))
     out = self._run_enhance(inputs, temperature, jax.random.key(seed))[:, : low.shape[1], : low.shape[2]]
     return np.clip(out, 0.0, 1.0) if clip else out
 
-  def enhance_image(self, image, *, max_pixels=None, tile=512, overlap=128, bucket=None,
+  def enhance_image(self, image, kernel=None, *, max_pixels=None, tile=512, overlap=128, bucket=None,
                     self_ensemble=False, prior="global", prior_pixels=None, temperature=0.0, seed=0,
                     clip=True):
     """Enhances one photo of any size: HWC (or 1HWC) float in [0, 1] -> HWC float32.
 
     Args:
+      kernel: non-blind deblurring models only: the (kh, kw) blur kernel of this photo (with
+        ``self_ensemble`` it is flipped/transposed along with the image).
       max_pixels: images with more pixels are processed in tiles (None: never tile).
       tile, overlap: tile side and minimum overlap in pixels (rounded up to the model's multiple).
       bucket: whole images are reflect-padded at the bottom/right to a multiple of this (rounded up
@@ -121,10 +143,13 @@ class Restorer:
       raise ValueError(f"enhance_image takes one image, got a batch of {image.shape[0]}")
     if prior not in ("global", "tile"):
       raise ValueError(f"prior must be 'global' or 'tile', got {prior!r}")
-    run = lambda x: self._enhance_one(x, max_pixels, tile, overlap, bucket, prior, prior_pixels,
-                                      temperature, seed)
+    if self.needs_kernel or kernel is not None:
+      kernel = self._kernel_inputs(None if kernel is None else np.asarray(kernel)[None], 1)["kernel"][0]
+    extra = lambda t: {} if kernel is None else {"kernel": tiling.transform(kernel, t)[None]}
+    run = lambda x, t=(False, False, False): self._enhance_one(
+        x, max_pixels, tile, overlap, bucket, prior, prior_pixels, temperature, seed, extra(t))
     if self_ensemble:
-      out = sum(tiling.invert_transform(run(tiling.transform(image[0], t)), t) for t in tiling.TRANSFORMS)
+      out = sum(tiling.invert_transform(run(tiling.transform(image[0], t), t), t) for t in tiling.TRANSFORMS)
       out = out / np.float32(len(tiling.TRANSFORMS))
     else:
       out = run(image[0])
@@ -146,14 +171,15 @@ class Restorer:
     m = self.family.PAD_MULTIPLE
     return tiling.round_up(max(int(bucket or m), m), m)
 
-  def _enhance_one(self, image, max_pixels, tile, overlap, bucket, prior, prior_pixels, temperature, seed):
+  def _enhance_one(self, image, max_pixels, tile, overlap, bucket, prior, prior_pixels, temperature, seed,
+                   extra=None):
     h, w = image.shape[:2]
     rng = jax.random.key(seed)
     if max_pixels is None or h * w <= max_pixels:
       b = self._bucket(bucket)
       arrays = {k: tiling.pad_reflect(v, tiling.round_up(h, b), tiling.round_up(w, b))
                 for k, v in self._host_inputs(image).items()}
-      return self._run_enhance(self._batch(arrays), temperature, rng)[0, :h, :w]
+      return self._run_enhance({**self._batch(arrays), **(extra or {})}, temperature, rng)[0, :h, :w]
     m = self.family.PAD_MULTIPLE
     hp, wp = tiling.round_up(h, m), tiling.round_up(w, m)
     arrays = {k: tiling.pad_reflect(v, hp, wp) for k, v in self._host_inputs(image).items()}
@@ -165,7 +191,8 @@ class Restorer:
     weight = np.zeros((hp, wp, 1), np.float32)
     for i, (y, x) in enumerate(corners):
       tile_prior = None if prior_map is None else prior_map[y:y + th, x:x + tw][None]
-      out = self._run_enhance(self._batch(arrays, y, x, th, tw), temperature, jax.random.fold_in(rng, i), tile_prior)
+      out = self._run_enhance({**self._batch(arrays, y, x, th, tw), **(extra or {})}, temperature,
+                              jax.random.fold_in(rng, i), tile_prior)
       wgt = tiling.tile_weights(th, tw, y, x, hp, wp, overlap=tiling.round_up(overlap, m))
       acc[y:y + th, x:x + tw] += out[0] * wgt
       weight[y:y + th, x:x + tw] += wgt

@@ -7,9 +7,9 @@ Inputs are files, folders (their images; ``--recursive`` descends) and globs. Ea
 written to ``--output`` under its own name (relative path for folder inputs) as a PNG (8-bit, or
 ``--bit_depth 16``; ``--format jpg`` for JPEG). Any size works: whole images are reflect-padded
 to a shape bucket (``--bucket``, so a folder of mixed sizes compiles a handful of programs) and
-cropped back; images above ``--max_megapixels`` are processed in overlapping tiles with blended
-seams, so memory stays bounded (a 24-megapixel photo runs on a laptop). For flows with a learned
-prior (LLFlow's colour map) the prior of a tiled image comes from one pass over a downscaled copy
+cropped back; images above ``--max_megapixels`` (default: the model's, 1.0 for most) are
+processed in overlapping tiles with blended seams, so memory stays bounded (a 24-megapixel photo
+runs on a laptop). For flows with a learned prior (LLFlow's colour map) the prior of a tiled image comes from one pass over a downscaled copy
 of the whole photo (``--prior global``, the default; ``--prior tile`` uses each tile's own), so
 all tiles decode from the same colour estimate; see ``lljax.api``.
 
@@ -19,6 +19,12 @@ over unchanged. Safety: an input is never overwritten, the output folder may not
 folder unless ``--force``, existing outputs are skipped unless ``--overwrite``, writes are atomic;
 unreadable files are reported and skipped, and the exit status is then 1 (2 for usage errors).
 ``--self_ensemble`` averages the 8 flips/transposes (8x slower).
+
+Non-blind deblurring models (INFWIDE) need each photo's blur kernel: ``photo_kernel.png`` (8/16-bit
+grayscale) or ``photo_kernel.npy`` (2-D float) next to ``photo.jpg``, or one ``--kernel FILE`` for
+all inputs; any odd or even size up to the model's support (37x37), normalised to unit sum. Folder
+scans skip files named ``*_kernel.*``. A missing, empty, negative or too large kernel is reported
+for that photo, which is skipped.
 """
 
 import argparse
@@ -51,8 +57,8 @@ def parse_args(argv):
   p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
   p.add_argument("--force", action="store_true", help="allow --output to be an input folder")
   p.add_argument("--self_ensemble", action="store_true", help="average over 8 flips/transposes")
-  p.add_argument("--max_megapixels", type=float, default=1.0,
-                 help="larger images are processed in tiles (default 1.0)")
+  p.add_argument("--max_megapixels", type=float, default=None,
+                 help="larger images are processed in tiles (default: the model's, 1.0; INFWIDE 4.0)")
   p.add_argument("--tile", type=int, default=512, help="tile side in pixels (default 512)")
   p.add_argument("--overlap", type=int, default=128, help="tile overlap in pixels (default 128)")
   p.add_argument("--bucket", type=int, default=32,
@@ -62,10 +68,14 @@ def parse_args(argv):
   p.add_argument("--temperature", type=float, default=0.0, help="flows: sampling temperature (default 0)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--jpeg_quality", type=int, default=95)
+  p.add_argument("--kernel", default=None,
+                 help="deblurring models: one blur kernel file (PNG/.npy) for every input "
+                      "(default: <stem>_kernel.png or .npy next to each image)")
   args = p.parse_args(argv)
   if args.format == "jpg" and args.bit_depth == 16:
     p.error("JPEG is 8-bit; use --format png for --bit_depth 16")
-  if args.max_megapixels <= 0 or args.tile < 16 or not 0 <= args.overlap < args.tile:
+  bad_megapixels = args.max_megapixels is not None and args.max_megapixels <= 0
+  if bad_megapixels or args.tile < 16 or not 0 <= args.overlap < args.tile:
     p.error("need --max_megapixels > 0, --tile >= 16 and 0 <= --overlap < --tile")
   return args
 
@@ -75,11 +85,13 @@ def parse_args(argv):
 
 
 def _folder_images(folder, recursive, exclude=None):
-  """Images in ``folder`` (hidden files and anything under ``exclude`` left out)."""
+  """Images in ``folder`` (hidden files, kernel files and anything under ``exclude`` left out)."""
+  from lljax.utils.kernels import is_kernel_file  # pylint: disable=import-outside-toplevel
+
   pattern = "**/*" if recursive else "*"
   exclude = exclude.resolve() if exclude is not None else None
   return sorted(p for p in folder.glob(pattern)
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_kernel_file(p)
                 and not any(part.startswith(".") for part in p.relative_to(folder).parts)
                 and not (exclude is not None and p.resolve().is_relative_to(exclude)))
 
@@ -100,7 +112,7 @@ def collect_inputs(inputs, recursive=False, output=None):
       folders.append(path.parent)
     elif glob.has_magic(spec):
       matches = sorted(pathlib.Path(m) for m in glob.glob(spec, recursive=True))
-      files = [m for m in matches if m.is_file()]
+      files = [m for m in matches if m.is_file() and not _is_kernel(m)]
       if not files:
         raise UsageError(f"no files match {spec!r}")
       jobs += [(m, pathlib.Path(m.name)) for m in files]
@@ -110,6 +122,17 @@ def collect_inputs(inputs, recursive=False, output=None):
   if not jobs:
     raise UsageError("no images found in " + ", ".join(inputs))
   return jobs, folders
+
+
+def _is_kernel(path):
+  from lljax.utils.kernels import is_kernel_file  # pylint: disable=import-outside-toplevel
+  return is_kernel_file(path)
+
+
+def _kernel_for(source, args, max_size):
+  """The validated blur kernel of ``source`` (``--kernel`` or the file next to it)."""
+  from lljax.utils.kernels import kernel_path_for, read_kernel  # pylint: disable=import-outside-toplevel
+  return read_kernel(args.kernel if args.kernel else kernel_path_for(source), max_size)
 
 
 def _same(a, b):
@@ -200,6 +223,13 @@ def run(args, out=None, err=None):
   from lljax.utils.images import ImageReadError, read_image, to_float01  # pylint: disable=import-outside-toplevel
   from lljax.utils.progress import Progress  # pylint: disable=import-outside-toplevel
 
+  from lljax import checkpoint, models  # pylint: disable=import-outside-toplevel
+  family = models.get(checkpoint.read_model_spec(args.model)["model"])
+  needs_kernel = bool(getattr(family, "NEEDS_KERNEL", False))
+  if args.kernel and not needs_kernel:
+    raise UsageError(f"--kernel: {args.model} is not a deblurring model that takes kernels")
+  # Whole images are exact; tiles approximate near seams (INFWIDE: each tile gets its own NSR).
+  max_megapixels = args.max_megapixels or getattr(family, "MAX_MEGAPIXELS", 1.0)
   jobs = plan(args)
   protect = [str(source) for source, _ in jobs]
   failed, skipped, todo, done = [], [], [], 0
@@ -215,9 +245,10 @@ def run(args, out=None, err=None):
   progress = Progress(len(todo), every_seconds=5, stream=out, unit="image") if todo else None
   for i, (source, target) in enumerate(todo, start=1):
     try:
+      kernel = _kernel_for(source, args, family.KERNEL_SIZE) if needs_kernel else None
       rgb, info = read_image(source)
       enhanced = restorer.enhance_image(
-          to_float01(rgb), max_pixels=int(args.max_megapixels * 1e6), tile=args.tile,
+          to_float01(rgb), kernel, max_pixels=int(max_megapixels * 1e6), tile=args.tile,
           overlap=args.overlap, bucket=args.bucket, self_ensemble=args.self_ensemble,
           prior=args.prior, temperature=args.temperature, seed=args.seed)
       note = write(target, to_output(enhanced, info, args.bit_depth), args, protect)

@@ -36,6 +36,8 @@ import time
 
 import numpy as np
 
+from lljax.utils.kernels import is_kernel_file
+
 ERROR_PREFIX = "lljax.evaluate: error:"
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _RESULT_FILES = ("metrics.json", "metrics.csv", "grid.png")
@@ -59,6 +61,8 @@ def parse_args(argv):
   p.add_argument("--grid", type=int, default=4, help="worst and best images in grid.png (0: no grid)")
   p.add_argument("--no_lpips", action="store_true", help="skip LPIPS (faster)")
   p.add_argument("--force", action="store_true", help="replace results already in --output")
+  p.add_argument("--saturation", type=float, default=0.0,
+                 help="INFWIDE: saturate the input as its data loader, clip(s*x, 0, 1)/s (NightShot: 1.2)")
   args = p.parse_args(argv)
   if (args.data is None) == (args.low_dir is None):
     p.error("give either --data (a TFDS dataset) or --low_dir/--gt_dir (folders of pairs)")
@@ -86,7 +90,7 @@ def folder_pairs(low_dir, gt_dir):
       raise FileNotFoundError(f"{folder} is not a folder")
     found = {}
     for path in sorted(folder.iterdir()):
-      if path.suffix.lower() in _IMAGE_EXTENSIONS and path.is_file():
+      if path.suffix.lower() in _IMAGE_EXTENSIONS and path.is_file() and not is_kernel_file(path):
         if path.stem in found:
           raise ValueError(f"{folder} has two images named {path.stem!r}: {found[path.stem].name}, {path.name}")
         found[path.stem] = path
@@ -103,9 +107,36 @@ def folder_pairs(low_dir, gt_dir):
   return [(name, low[name], gt[name]) for name in sorted(low)]
 
 
-def iterate_pairs(args):
-  """Yields (name, low float32 HxWx3 in [0, 1], gt uint8 HxWx3); also returns the count first."""
+def iterate_pairs(args, with_kernels=False):
+  """Yields (name, low float32 HxWx3 in [0, 1], gt uint8 HxWx3); also returns the count first.
+
+  ``with_kernels`` (non-blind deblurring models) adds a 4th item, the (kh, kw) blur kernel: the
+  example's ``kernel`` field, or for folders the ``<stem>_kernel.png``/``.npy`` next to the low
+  image (``lljax.utils.kernels``). ``--saturation s`` saturates the low image as INFWIDE does.
+  """
   from lljax.utils.images import read_image, to_float01, to_uint8  # pylint: disable=import-outside-toplevel
+  from lljax.utils.kernels import kernel_path_for, read_kernel  # pylint: disable=import-outside-toplevel
+
+  saturation = getattr(args, "saturation", 0.0) or 0.0
+  saturate = (lambda x: np.clip(x * saturation, 0.0, 1.0) / saturation) if saturation else (lambda x: x)
+  count, pairs = _iterate_pairs(args, read_image, to_float01, to_uint8)
+  if not with_kernels:
+    return count, ((name, saturate(low), gt) for name, low, gt, _ in pairs)
+
+  def gen():
+    for name, low, gt, kernel in pairs:
+      if not isinstance(kernel, np.ndarray):  # a low image's path: read the kernel next to it
+        try:
+          kernel = read_kernel(kernel_path_for(kernel), np.inf)
+        except FileNotFoundError as e:
+          raise FileNotFoundError(f"{name}: {e}") from e
+      yield name, saturate(low), gt, kernel
+
+  return count, gen()
+
+
+def _iterate_pairs(args, read_image, to_float01, to_uint8):
+  """(count, iterator of (name, low, gt, kernel array or the low image's path))."""
 
   if args.low_dir is not None:
     pairs = folder_pairs(args.low_dir, args.gt_dir)[:args.limit]
@@ -116,7 +147,7 @@ def iterate_pairs(args):
         gt, _ = read_image(gt_path)
         if low.shape != gt.shape:
           raise ValueError(f"{low_path} {low.shape[:2]} and {gt_path} {gt.shape[:2]} differ in size")
-        yield name, to_float01(low), _u8(gt)
+        yield name, to_float01(low), _u8(gt), low_path
 
     return len(pairs), gen()
   from lljax.data import pipeline, sources  # pylint: disable=import-outside-toplevel
@@ -126,7 +157,7 @@ def iterate_pairs(args):
 
   def gen():
     for ex in pipeline.eval_examples(source, limit=args.limit):
-      yield ex["name"], ex["low"][0], to_uint8(ex["normal"][0])
+      yield ex["name"], ex["low"][0], to_uint8(ex["normal"][0]), (ex["kernel"][0] if "kernel" in ex else None)
 
   return count, gen()
 
@@ -221,7 +252,7 @@ def evaluate(args, out=None):
   """Runs the evaluation described by parsed ``args``; returns the results dict."""
   out = out or sys.stdout
   import lljax  # pylint: disable=import-outside-toplevel
-  from lljax import checkpoint  # pylint: disable=import-outside-toplevel
+  from lljax import checkpoint, models  # pylint: disable=import-outside-toplevel
   from lljax.metrics import protocols as P  # pylint: disable=import-outside-toplevel
   from lljax.utils.images import make_grid, save_png  # pylint: disable=import-outside-toplevel
   from lljax.utils.progress import Progress  # pylint: disable=import-outside-toplevel
@@ -239,9 +270,12 @@ def evaluate(args, out=None):
   if existing and not args.force:
     raise FileExistsError(f"{output} already holds results ({', '.join(existing)}); "
                           "pass --force to replace them or choose another --output")
-  count, pairs = iterate_pairs(args)
+  needs_kernel = bool(getattr(models.get(model_name), "NEEDS_KERNEL", False))
+  count, pairs = iterate_pairs(args, with_kernels=needs_kernel)
   if count == 0:
     raise ValueError("no images to evaluate")
+  if not needs_kernel:
+    pairs = ((*pair, None) for pair in pairs)
   restorer = lljax.load(args.model, step=args.step)
   output.mkdir(parents=True, exist_ok=True)
   if args.save_images:
@@ -252,8 +286,10 @@ def evaluate(args, out=None):
   rows = []
   progress = Progress(count, every_seconds=10, stream=out, unit="image")
   t0 = time.time()
-  for i, (name, low, gt) in enumerate(pairs, start=1):
-    raw = restorer.enhance(low, clip=False)[0]
+  for i, (name, low, gt, kernel) in enumerate(pairs, start=1):
+    if needs_kernel and kernel is None:
+      raise ValueError(f"{name}: {model_name} needs a blur kernel and the dataset has none")
+    raw = restorer.enhance(low, kernel, clip=False)[0]
     row = {"name": name, "height": int(gt.shape[0]), "width": int(gt.shape[1])}
     measured = {}
     for p in protocols:

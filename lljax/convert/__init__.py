@@ -38,7 +38,8 @@ def load_torch_params(model_name, pth, variant=None, **infer_kwargs):
   """Reads ``pth`` and maps it onto the model. Returns (config, params, dropped_keys)."""
   family = models.get(model_name)
   converter = importlib.import_module(family.CONVERTER)
-  state = torch_io.strip_prefix(torch_io.read_state_dict(pth), "module.")
+  read = getattr(converter, "read_state", torch_io.read_state_dict)  # e.g. INFWIDE's OmegaConf stubs
+  state = torch_io.strip_prefix(read(pth), "module.")
   config = converter.infer_config(state, **infer_kwargs)
   if variant is not None:
     _check_variant(family, model_name, variant, config)

@@ -10,6 +10,12 @@ Each model package exports:
   the host before cropping (e.g. LLFlow's histogram equalisation); ``{}`` when not needed,
 * ``PAD_MULTIPLE``: input sizes must be a multiple of this.
 
+Optional hooks: ``PAD_MODE`` (eval padding, default 'reflect'); non-blind deblurring models
+(INFWIDE) set ``NEEDS_KERNEL = True`` and ``KERNEL_SIZE`` (largest PSF side accepted), take
+``(low, kernel)`` and get the blur kernel through the API, ``enhance`` and ``evaluate``;
+supervised models name their training objective in ``OBJECTIVE``
+(``lljax.trainers.supervised.OBJECTIVES``).
+
 Trainers and the public API reach models only through ``get(name)``.
 """
 

@@ -9,6 +9,7 @@ from lljax.nn.activation import PReLU, gelu
 from lljax.nn.buffers import BUFFERS, assign_buffers
 from lljax.nn.conv import Conv2d, ConvTranspose2d
 from lljax.nn.fac import filter_adaptive_conv
+from lljax.nn.fft import circular_conv, image_nsr, median3x3, psf2otf, wiener_deconv, wiener_nsr
 from lljax.nn.gates import CBAM, ECA, ChannelGate, SpatialGate
 from lljax.nn.init import ParamModule, init_variables, kaiming_normal, normal, torch_default_bias, torch_default_kernel, zeros
 from lljax.nn.linear import Dense
@@ -46,16 +47,20 @@ __all__ = [
     "adaptive_avg_pool2d",
     "assign_buffers",
     "avg_pool2d",
+    "circular_conv",
     "filter_adaptive_conv",
     "gelu",
+    "image_nsr",
     "init_variables",
     "interpolation_matrix",
     "kaiming_normal",
     "max_pool2d",
+    "median3x3",
     "normal",
     "pad2d",
     "pixel_shuffle",
     "pixel_unshuffle",
+    "psf2otf",
     "relative_position_index",
     "resize_bilinear",
     "resize_bilinear_dense",
@@ -67,6 +72,8 @@ __all__ = [
     "torch_default_kernel",
     "unsqueeze2d",
     "upsample_nearest",
+    "wiener_deconv",
+    "wiener_nsr",
     "window_merge",
     "window_partition",
     "zeros",
