@@ -118,7 +118,7 @@ def check_finite(step, metrics, last_checkpoint):
     where = f"the last checkpoint (step {last_checkpoint}) is intact" if last_checkpoint is not None else "no checkpoint was written"
     raise NonFiniteError(f"loss became non-finite at step {step} (loss={metrics['loss']}); training stopped "
                          f"and the bad update was not applied; {where}. Lower --config.optimizer.lr or "
-                         "enable --config.optimizer.clip_grad_norm, then rerun to resume.")
+                         "tighten gradient clipping (--config.optimizer.clip_grad_norm or clip_grad_value), then rerun to resume.")
 
 
 @dataclasses.dataclass
