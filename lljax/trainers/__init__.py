@@ -1,4 +1,4 @@
-"""Trainers, one per paradigm: ``flow`` (NLL), later ``gan`` and ``supervised``.
+"""Trainers, one per paradigm: ``flow`` (NLL), ``gan`` (unpaired LSGAN, DEvUDP), later ``supervised``.
 
 Each module exports ``train(config, workdir)``. ``get(kind)`` returns the module for a model
 family's ``KIND``.
@@ -6,7 +6,7 @@ family's ``KIND``.
 
 import importlib
 
-KINDS = ("flow",)
+KINDS = ("flow", "gan")
 
 
 def get(kind):
