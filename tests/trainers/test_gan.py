@@ -11,7 +11,6 @@ import pytest
 import lljax
 from lljax import models, parallel
 from lljax.config_lib import load_config
-from lljax.data import sources
 from lljax.nn import init_variables
 from lljax.trainers import common, gan
 from lljax.utils.writers import read_jsonl
@@ -22,6 +21,7 @@ TINY = dict(base=4, num_res=0, d_base=4)  # the full LED topology without ResBlo
 
 def tiny_config(data_dir, **overrides):
   c = load_config(f"{CONFIG}:quick")
+  c.data.name = "embedded_photos/lowlight"  # the suite's shared embedded data (any pairs do here)
   c.data.data_dir = str(data_dir)
   c.model.kwargs = dict(TINY)
   c.batch_size, c.data.crop_size, c.data.resize_short = 2, 32, 48
@@ -34,12 +34,6 @@ def tiny_config(data_dir, **overrides):
       target = target[p]
     target[leaf] = value
   return c
-
-
-@pytest.fixture(scope="module", name="blur_data_dir")
-def blur_data_dir_fixture(embedded_data_dir):
-  sources.ensure_embedded("blur", embedded_data_dir)
-  return embedded_data_dir
 
 
 def test_loss_terms_by_hand():
@@ -85,15 +79,17 @@ def test_one_step_moves_G_Ginv_and_D_and_lowers_D_loss():
 
   # D's loss on the same batch and the same (pre-step) fakes, before and after its update.
   a, b = batch["low"] * 2 - 1, batch["normal"] * 2 - 1
-  fake = gan.apply_net(module, "G", params["G"], a)[0]
-  d_loss = lambda d: float(gan.lsgan_d_loss(gan.apply_net(module, "D", d, b)[0], gan.apply_net(module, "D", d, fake)[0]))
+  g_apply = jax.jit(lambda p, x: gan.apply_net(module, "G", p, x)[0])
+  d_apply = jax.jit(lambda p, x: gan.apply_net(module, "D", p, x)[0])
+  fake = g_apply(params["G"], a)
+  d_loss = lambda d: float(gan.lsgan_d_loss(d_apply(d, b), d_apply(d, fake)))
   before, after = d_loss(params["D"]), d_loss(new["params"]["D"])
   np.testing.assert_allclose(float(metrics["d_loss"]), before, rtol=1e-4)
   assert after < before, (before, after)
   terms = {k: float(metrics[k]) for k in ("adv", "recon", "sr_a", "sr_b")}
   np.testing.assert_allclose(float(metrics["loss"]), terms["adv"] + 10 * terms["recon"] + 5 * (terms["sr_a"] + terms["sr_b"]),
                              rtol=1e-5)
-  np.testing.assert_allclose(terms["sr_b"], float(jnp.mean(jnp.abs(gan.apply_net(module, "G", params["G"], b)[0] - b))),
+  np.testing.assert_allclose(terms["sr_b"], float(jnp.mean(jnp.abs(g_apply(params["G"], b) - b))),
                              rtol=1e-4)
   assert bool(metrics["finite"])
 
@@ -118,11 +114,11 @@ def test_batchnorm_generators_train_with_batch_statistics():
   assert np.abs(np.asarray(eval_out) - np.asarray(outs["L"])).max() > 1e-3
 
 
-def test_train_resume_and_public_api(tmp_path, blur_data_dir):
+def test_train_resume_and_public_api(tmp_path, embedded_data_dir):
   straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-  gan.train(tiny_config(blur_data_dir, total_steps=3, checkpoint_every=0, eval_every=0, log_every=1), straight)
-  gan.train(tiny_config(blur_data_dir, total_steps=2, checkpoint_every=1, eval_every=0, log_every=1), resumed)
-  gan.train(tiny_config(blur_data_dir, total_steps=3, checkpoint_every=1, eval_every=0, log_every=1), resumed)
+  gan.train(tiny_config(embedded_data_dir, total_steps=3, checkpoint_every=0, eval_every=0, log_every=1), straight)
+  gan.train(tiny_config(embedded_data_dir, total_steps=2, checkpoint_every=1, eval_every=0, log_every=1), resumed)
+  gan.train(tiny_config(embedded_data_dir, total_steps=3, checkpoint_every=1, eval_every=0, log_every=1), resumed)
   records = [r for r in read_jsonl(resumed / "metrics.jsonl") if "train/loss" in r]
   assert [r["step"] for r in records] == [1, 2, 3]
   assert all(np.isfinite(r["train/d_loss"]) and np.isfinite(r["train/loss"]) for r in records)
@@ -137,3 +133,17 @@ def test_train_resume_and_public_api(tmp_path, blur_data_dir):
   g_only = b.module.apply({"params": {"G": b.params["G"]}}, {"low": np.pad(images, ((0, 0), (0, 0), (0, 2), (0, 0)), mode="reflect")},
                           method=b.module.enhance)
   np.testing.assert_allclose(out, np.clip(np.asarray(g_only)[:, :, :30], 0, 1), atol=1e-6)
+
+
+def test_configs_and_schedule():
+  c = load_config(str(CONFIG))
+  assert (c.model.variant, c.data.name, c.data.crop_size, c.data.resize_short) == ("in", "embedded_photos/blur", 256, 384)
+  assert (c.batch_size, c.epochs, c.optimizer.b1, c.optimizer.b2, c.schedule.lr) == (4, 200, 0.5, 0.999, 2e-4)
+  assert (c.gan.recon_weight, c.gan.sr_weight) == (10.0, 5.0)
+  g = load_config(f"{CONFIG}:gopro,dt")
+  assert (g.model.variant, g.data.name) == ("dt", "gopro")
+  # GoPro: 2103 blurry training images, batch 4 -> 526 steps per epoch, 200 epochs.
+  assert gan.schedule_steps(g, 2103) == (200 * 526, 526)
+  schedule = common.step_decay_schedule(2e-4, 50 * 526, 0.5)  # halved every 50 epochs
+  assert [schedule(s) for s in (0, 50 * 526 - 1, 50 * 526, 150 * 526)] == [2e-4, 2e-4, 1e-4, 2.5e-5]
+  assert float(schedule(jnp.int32(50 * 526))) == pytest.approx(1e-4)
