@@ -87,8 +87,8 @@ def test_one_step_moves_G_Ginv_and_D_and_lowers_D_loss():
   np.testing.assert_allclose(float(metrics["d_loss"]), before, rtol=1e-4)
   assert after < before, (before, after)
   terms = {k: float(metrics[k]) for k in ("adv", "recon", "sr_a", "sr_b")}
-  np.testing.assert_allclose(float(metrics["loss"]), terms["adv"] + 10 * terms["recon"] + 5 * (terms["sr_a"] + terms["sr_b"]),
-                             rtol=1e-5)
+  total = terms["adv"] + 10 * terms["recon"] + 5 * (terms["sr_a"] + terms["sr_b"])
+  np.testing.assert_allclose(float(metrics["loss"]), total, rtol=1e-5)
   np.testing.assert_allclose(terms["sr_b"], float(jnp.mean(jnp.abs(g_apply(params["G"], b) - b))),
                              rtol=1e-4)
   assert bool(metrics["finite"])
@@ -130,14 +130,15 @@ def test_train_resume_and_public_api(tmp_path, embedded_data_dir):
   images = np.random.default_rng(0).random((2, 20, 30, 3), np.float32)
   out = b.enhance(images)
   assert out.shape == images.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
-  g_only = b.module.apply({"params": {"G": b.params["G"]}}, {"low": np.pad(images, ((0, 0), (0, 0), (0, 2), (0, 0)), mode="reflect")},
-                          method=b.module.enhance)
+  padded = np.pad(images, ((0, 0), (0, 0), (0, 2), (0, 0)), mode="reflect")  # width 30 -> 32
+  g_only = b.module.apply({"params": {"G": b.params["G"]}}, {"low": padded}, method=b.module.enhance)
   np.testing.assert_allclose(out, np.clip(np.asarray(g_only)[:, :, :30], 0, 1), atol=1e-6)
 
 
 def test_configs_and_schedule():
   c = load_config(str(CONFIG))
-  assert (c.model.variant, c.data.name, c.data.crop_size, c.data.resize_short) == ("in", "embedded_photos/blur", 256, 384)
+  data = (c.data.name, c.data.crop_size, c.data.resize_short)
+  assert c.model.variant == "in" and data == ("embedded_photos/blur", 256, 384)
   assert (c.batch_size, c.epochs, c.optimizer.b1, c.optimizer.b2, c.schedule.lr) == (4, 200, 0.5, 0.999, 2e-4)
   assert (c.gan.recon_weight, c.gan.sr_weight) == (10.0, 5.0)
   g = load_config(f"{CONFIG}:gopro,dt")

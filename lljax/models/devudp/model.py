@@ -1,5 +1,7 @@
-"""DEvUDP (ICLR 2024 submission, "Individual/Joint Deblurring and Low-Light Image Enhancement in
-One Go via Unsupervised Deblurring Paradigm"): two LED generators and one PatchGAN discriminator.
+"""DEvUDP ("Individual/Joint Deblurring and Low-Light Image Enhancement in One Go via
+Unsupervised Deblurring Paradigm", an anonymous submission under review): two LED generators
+and one PatchGAN discriminator. Widths, parameter counts and assumptions: see
+``lljax.models.devudp``.
 
 * ``G`` maps blurry (domain A) to sharp (domain B); it is the only network used at inference.
 * ``G_inv`` maps sharp back to blurry (the T-branch's reconstruction A -> L -> Ã and the
