@@ -13,7 +13,7 @@ from lljax.nn.fft import circular_conv, image_nsr, median3x3, psf2otf, wiener_de
 from lljax.nn.gates import CBAM, ECA, ChannelGate, SpatialGate
 from lljax.nn.init import ParamModule, init_variables, kaiming_normal, normal, torch_default_bias, torch_default_kernel, zeros
 from lljax.nn.linear import Dense
-from lljax.nn.norm import BatchNorm2d, LayerNorm
+from lljax.nn.norm import BatchNorm2d, LayerNorm, instance_norm
 from lljax.nn.padding import pad2d
 from lljax.nn.pool import adaptive_avg_pool2d, avg_pool2d
 from lljax.nn.resample import (
@@ -52,6 +52,7 @@ __all__ = [
     "gelu",
     "image_nsr",
     "init_variables",
+    "instance_norm",
     "interpolation_matrix",
     "kaiming_normal",
     "max_pool2d",

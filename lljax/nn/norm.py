@@ -1,7 +1,8 @@
-"""Normalisation layers with PyTorch's numerics (NHWC): ``LayerNorm`` over the last axis and
-``BatchNorm2d`` with running statistics."""
+"""Normalisation layers with PyTorch's numerics (NHWC): ``LayerNorm`` over the last axis,
+``BatchNorm2d`` with running statistics and the parameter-free ``instance_norm``."""
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from lljax.nn import init as inits
@@ -61,3 +62,15 @@ class BatchNorm2d(inits.ParamModule):
       set_buffer(self, "running_var", (1 - self.momentum) * var + self.momentum * unbiased)
       mean, var = batch_mean, batch_var
     return (x - mean) * (jnp.reciprocal(jnp.sqrt(var + self.eps)) * scale) + bias
+
+
+def instance_norm(x, eps=1e-5):
+  """``torch.nn.InstanceNorm2d(C)`` with its defaults (affine off, no running statistics).
+
+  x: (B, H, W, C). Each image and channel is normalised over (H, W) with its mean and biased
+  variance, in train and eval mode alike: ``(x - mean) / sqrt(var + eps)``. (Flax's
+  ``nn.InstanceNorm`` defaults differ: eps 1e-6 and learned scale/bias.)
+  """
+  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+  var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+  return (x - mean) * jax.lax.rsqrt(var + eps)

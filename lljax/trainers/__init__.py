@@ -1,4 +1,5 @@
-"""Trainers, one per paradigm: ``flow`` (NLL), ``supervised`` (pixel objectives), later ``gan``.
+"""Trainers, one per paradigm: ``flow`` (NLL), ``gan`` (unpaired LSGAN, DEvUDP), ``supervised``
+(pixel objectives, INFWIDE).
 
 Each module exports ``train(config, workdir)``. ``get(kind)`` returns the module for a model
 family's ``KIND``.
@@ -6,7 +7,7 @@ family's ``KIND``.
 
 import importlib
 
-KINDS = ("flow", "supervised")
+KINDS = ("flow", "gan", "supervised")
 
 
 def get(kind):

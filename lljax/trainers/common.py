@@ -183,3 +183,16 @@ def evaluate(restorer, examples, workdir, step, writer, num_samples=4):
 def host_config(config):
   """A frozen copy of the config for passing around (guards against accidental mutation)."""
   return ml_collections.FrozenConfigDict(config)
+
+
+def step_decay_schedule(lr, every_steps, gamma):
+  """``lr * gamma ** (step // every_steps)`` (torch ``StepLR`` stepped every ``every_steps``
+  updates; ``every_steps <= 0``: constant). A function step -> lr for jit and NumPy."""
+
+  def schedule(step):
+    xp = jnp if isinstance(step, jax.Array) else np
+    if every_steps <= 0:
+      return xp.asarray(lr, xp.float32) if xp is jnp else lr
+    return lr * gamma ** (step // every_steps)
+
+  return schedule

@@ -1,0 +1,294 @@
+"""Trainer for unpaired GANs (DEvUDP): LSGAN with a T-branch and an S-branch.
+
+Each batch holds a blurry image A (``batch["low"]``) and an unrelated sharp image B
+(``batch["normal"]``, an independent stream), both in [0, 1] and mapped to the model's data
+range inside the step. One jitted step (the paper's Eqs. 2-10):
+
+1. generators, once: L = G(A), Ã = G⁻¹(L) (T-branch), B̂ = G(B), Â = G⁻¹(A) (S-branch);
+2. D update on the detached L: ``L_D = ½ E[(D(B) - 1)²] + ½ E[D(L)²]``;
+3. G and G⁻¹ update (jointly, one Adam state) against the *updated* D, which is not trained by
+   this loss: ``L_adv + λ_recon ‖A - Ã‖₁ + λ_sr (‖A - Â‖₁ + ‖B - B̂‖₁)``,
+   ``L_adv = E[(D(L) - 1)²]``, λ_recon = 10, λ_sr = 5 (``config.gan``).
+
+The order D-then-G and "no image history buffer" follow FCL-GAN's official loop, which DEvUDP
+builds on. The generators' forward pass runs once: its VJP carries the G loss's gradient (taken
+w.r.t. the generated images) back to the generator params, so step 3 costs no second forward.
+Means are over all elements (torch's ``MSELoss``/``L1Loss``).
+
+The train state is one pytree ``{"params": {"G", "G_inv", "D"}, "opt_g", "opt_d"}``: two
+Adam states (G and G⁻¹ share one, D has its own), placed with ``lljax.parallel.state_shardings``
+(replicated, or FSDP with ``config.mesh.fsdp``), the batch split over the mesh's "data" axis and
+the state donated. BatchNorm generators (DEvUDP-DT, FCL-GAN) train in torch's train mode: each
+of the four generator calls normalises with its own batch statistics and advances the running
+statistics once, in the order above, as four torch forward calls would.
+
+Checkpoints hold ``params`` (all three networks) and ``opt_state`` ``{"g", "d"}``; runs resume
+from the newest one; the data stream and the step depend only on (seed, step). Inference
+(``lljax.load(workdir)``) uses G alone.
+"""
+
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+
+from lljax import api, checkpoint, models, parallel
+from lljax.data import pipeline, sources
+from lljax.nn import BUFFERS, assign_buffers, init_variables
+from lljax.trainers import common
+from lljax.utils.progress import Progress
+from lljax.utils.writers import MetricWriter
+
+GENERATORS = ("G", "G_inv")
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses.
+# ---------------------------------------------------------------------------------------------
+
+
+def lsgan_d_loss(d_real, d_fake):
+  """Eq. 3: ½ mean((D(B) - 1)²) + ½ mean(D(L)²)."""
+  return 0.5 * jnp.mean(jnp.square(d_real - 1.0)) + 0.5 * jnp.mean(jnp.square(d_fake))
+
+
+def lsgan_g_loss(d_fake):
+  """Eq. 4: mean((D(L) - 1)²)."""
+  return jnp.mean(jnp.square(d_fake - 1.0))
+
+
+def l1(x, y):
+  return jnp.mean(jnp.abs(x - y))
+
+
+def generator_terms(outs, a, b, d_fake):
+  """The G loss terms (unweighted): adv (Eq. 4), recon (Eq. 6), sr_a (Eq. 9), sr_b (Eq. 8)."""
+  return {"adv": lsgan_g_loss(d_fake), "recon": l1(a, outs["A_tilde"]),
+          "sr_a": l1(a, outs["A_hat"]), "sr_b": l1(b, outs["B_hat"])}
+
+
+def total_generator_loss(terms, gan_cfg):
+  """Eq. 10: L_adv + λ_recon L_recon + λ_sr (L_sr^A + L_sr^B)."""
+  return (gan_cfg.get("adv_weight", 1.0) * terms["adv"] + gan_cfg.recon_weight * terms["recon"]
+          + gan_cfg.sr_weight * (terms["sr_a"] + terms["sr_b"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks inside the step.
+# ---------------------------------------------------------------------------------------------
+
+
+def _method(module, net):
+  return {"G": module.generate, "G_inv": module.degrade, "D": module.discriminate}[net]
+
+
+def apply_net(module, net, params, x, train=False):
+  """One network (``"G"``, ``"G_inv"`` or ``"D"``) on ``x`` (model range); returns (y, buffers).
+
+  ``params`` is that network's subtree. ``train``: torch train mode (BatchNorm batch
+  statistics); ``buffers`` is then the net's next buffer values (``{}`` without BatchNorm).
+  """
+  variables = {"params": {net: params}}
+  if not train:
+    return module.apply(variables, x, method=_method(module, net)), {}
+  y, state = module.apply(variables, x, method=_method(module, net), mutable=[BUFFERS])
+  return y, state.get(BUFFERS, {}).get(net, {})
+
+
+def generator_outputs(module, g_params, a, b, train=True):
+  """The four generator calls of a step -> ({"L", "A_tilde", "B_hat", "A_hat"}, buffers).
+
+  ``g_params``: {"G", "G_inv"}. In train mode each call sees the running statistics the
+  previous calls left (as successive torch forwards); ``buffers`` is {net: final values}.
+  """
+  current, buffers = dict(g_params), {}
+
+  def run(net, x):
+    y, new = apply_net(module, net, current[net], x, train)
+    if new:
+      buffers[net] = new
+      current[net] = assign_buffers(current[net], new)
+    return y
+
+  latent = run("G", a)
+  outs = {"L": latent, "A_tilde": run("G_inv", latent), "B_hat": run("G", b), "A_hat": run("G_inv", a)}
+  return outs, buffers
+
+
+def to_model_range(module, x):
+  return x * 2.0 - 1.0 if module.symmetric else x
+
+
+# ---------------------------------------------------------------------------------------------
+# The train step.
+# ---------------------------------------------------------------------------------------------
+
+
+def init_state(params, tx):
+  """The GAN train state from the params of all three nets: one pytree."""
+  g_params = {k: params[k] for k in GENERATORS}
+  return {"params": dict(params), "opt_g": tx.init(g_params), "opt_d": tx.init(params["D"])}
+
+
+def train_step(module, tx, schedule, gan_cfg, state, step, batch):
+  """One D update then one G/G⁻¹ update. Returns (new state, metrics). Not jitted."""
+  params = state["params"]
+  a, b = to_model_range(module, batch["low"]), to_model_range(module, batch["normal"])
+  g_params = {k: params[k] for k in GENERATORS}
+  outs, vjp_fn, buffers = jax.vjp(lambda gp: generator_outputs(module, gp, a, b), g_params, has_aux=True)
+
+  def d_loss_fn(d_params):
+    d_real = apply_net(module, "D", d_params, b)[0]
+    d_fake = apply_net(module, "D", d_params, jax.lax.stop_gradient(outs["L"]))[0]
+    return lsgan_d_loss(d_real, d_fake), (jnp.mean(d_real), jnp.mean(d_fake))
+
+  (d_loss, (d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(params["D"])
+  new_d, opt_d, finite_d = common.guarded_update(tx, params["D"], state["opt_d"], d_grads, d_loss)
+
+  def g_loss_fn(outs):
+    terms = generator_terms(outs, a, b, apply_net(module, "D", new_d, outs["L"])[0])
+    return total_generator_loss(terms, gan_cfg), terms
+
+  (g_loss, terms), out_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(outs)
+  (g_grads,) = vjp_fn(out_grads)
+  new_g, opt_g, finite_g = common.guarded_update(tx, g_params, state["opt_g"], g_grads, g_loss)
+  new_g = assign_buffers(new_g, buffers, assign_if=finite_g)
+
+  norm = lambda t: jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(t)))
+  metrics = {"loss": g_loss, "d_loss": d_loss, **terms, "d_real": d_real, "d_fake": d_fake,
+             "finite": finite_d & finite_g, "lr": schedule(step), "grad_norm_g": norm(g_grads),
+             "grad_norm_d": norm(d_grads)}
+  return {"params": {**new_g, "D": new_d}, "opt_g": opt_g, "opt_d": opt_d}, metrics
+
+
+def make_train_step(module, tx, schedule, gan_cfg, mesh, state_sharding):
+  """The jitted ``(state, step, batch) -> (state, metrics)``; the state is donated."""
+  repl = parallel.replicated(mesh)
+
+  def step_fn(state, step, batch):
+    return train_step(module, tx, schedule, gan_cfg, state, step, batch)
+
+  return jax.jit(step_fn, in_shardings=(state_sharding, repl, parallel.batch_sharding(mesh)),
+                 out_shardings=(state_sharding, repl), donate_argnums=(0,))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+# ---------------------------------------------------------------------------------------------
+
+
+def schedule_steps(config, num_examples):
+  """(total steps, steps per epoch): an epoch is one pass over the blurry images."""
+  steps_per_epoch = max(1, math.ceil(num_examples / config.batch_size))
+  total = config.get("total_steps") or config.epochs * steps_per_epoch
+  return int(total), steps_per_epoch
+
+
+def train(config, workdir):
+  """Trains a GAN model as configured; writes checkpoints, metrics and samples to ``workdir``."""
+  workdir = common.prepare_workdir(workdir)
+  family = models.get(config.model.name)
+  model_kwargs = common.model_config(family, config.model)
+  module = family.Model(**model_kwargs)
+  common.write_run_files(workdir, config, config.model.name, model_kwargs)
+
+  mesh = parallel.make_mesh(config.mesh.data)
+  parallel.check_batch_size(config.batch_size, mesh)
+  fsdp = config.mesh.get("fsdp", False)
+  source = sources.open_source(config.data.name, config.data.train_split, config.data.get("data_dir"))
+  total, steps_per_epoch = schedule_steps(config, len(source))
+  schedule = common.step_decay_schedule(config.schedule.lr, config.schedule.decay_every_epochs * steps_per_epoch,
+                                        config.schedule.gamma)
+  tx = common.make_optimizer(config.optimizer, schedule)
+  ckpts = checkpoint.TrainCheckpoints(workdir, config.keep_checkpoints)
+  start_step = ckpts.latest_step() or 0
+
+  batches = pipeline.train_batches(
+      source, batch_size=config.batch_size, crop_size=config.data.crop_size, seed=config.seed,
+      start_step=start_step, flip=config.data.flip, resize_short=config.data.get("resize_short"),
+      unpaired=True, process_index=jax.process_index(), process_count=jax.process_count())
+  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+  try:
+    abstract = jax.eval_shape(lambda: init_state(_abstract_params(module, family, config), tx))
+    sharding = parallel.state_shardings(abstract, mesh, fsdp)
+    if not start_step:
+      params = _initial_params(config, family, module)
+      state = jax.jit(lambda p: init_state(p, tx), out_shardings=sharding)(parallel.put_state(params, mesh, fsdp))
+      print(f"{workdir}: new run ({config.get('init_checkpoint') or 'random init'}; {total} steps, "
+            f"{steps_per_epoch} per epoch)")
+    else:
+      with_sharding = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, sharding)
+      params, opt_state, meta = ckpts.restore(start_step, with_sharding["params"],
+                                              {"g": with_sharding["opt_g"], "d": with_sharding["opt_d"]})
+      state = {"params": params, "opt_g": opt_state["g"], "opt_d": opt_state["d"]}
+      print(f"{workdir}: resuming after step {meta['step']}")
+    restorer = api.Restorer(config.model.name, model_kwargs, state["params"])
+    _loop(config, workdir, module, tx, schedule, mesh, sharding, ckpts, writer, batches, restorer, state,
+          start_step, total)
+  finally:
+    batches.close()
+    ckpts.close()
+    writer.close()
+
+
+def _abstract_params(module, family, config):
+  inputs = family.init_inputs(module, size=config.data.crop_size)
+  return jax.eval_shape(lambda: module.init(jax.random.key(0), *inputs))["params"]
+
+
+def _initial_params(config, family, module):
+  if config.get("init_checkpoint"):
+    restorer = api.load(config.init_checkpoint)
+    if restorer.model_name != config.model.name:
+      raise ValueError(f"init_checkpoint {config.init_checkpoint} holds a {restorer.model_name} model")
+    return restorer.params
+  return init_variables(module, config.seed, *family.init_inputs(module, size=config.data.crop_size))["params"]
+
+
+def _loop(config, workdir, module, tx, schedule, mesh, sharding, ckpts, writer, batches, restorer, state,
+          start_step, total):
+  step_fn = make_train_step(module, tx, schedule, config.gan, mesh, sharding)
+  log, save, evaluate = (common.Every(config.log_every, total), common.Every(config.checkpoint_every, total),
+                         common.Every(config.eval_every, total))
+  progress = Progress(total, start_step=start_step)
+  last_saved = start_step or None
+  pending = None  # metrics of the previous step, fetched one step late (no host sync per step)
+  for step in range(start_step, total):
+    batch = parallel.global_batch(next(batches), mesh)
+    state, metrics = step_fn(state, jnp.int32(step), batch)
+    if pending is not None:
+      _report(pending, writer, progress, log, last_saved)
+    pending = (step, metrics)
+    if save(step) or evaluate(step):
+      _report(pending, writer, progress, log, last_saved)
+      pending = None
+    if evaluate(step) and jax.process_index() == 0:
+      restorer.params = state["params"]
+      t0 = time.time()
+      means = common.evaluate(restorer, _eval_examples(config), workdir, step + 1, writer, config.num_samples)
+      writer.write_scalars(step + 1, {**means, "eval/seconds": time.time() - t0})
+      print("  eval @ step %d: %s" % (step + 1, "  ".join(f"{k[5:]}={v:.4f}" for k, v in means.items())))
+    if save(step):
+      ckpts.save(step + 1, state["params"], {"g": state["opt_g"], "d": state["opt_d"]},
+                 {"step": step + 1, "seed": config.seed})
+      last_saved = step + 1
+  if pending is not None:
+    _report(pending, writer, progress, log, last_saved)
+  progress.close()
+  ckpts.wait()
+
+
+def _eval_examples(config):
+  source = sources.open_source(config.data.name, config.data.eval_split, config.data.get("data_dir"))
+  return pipeline.eval_examples(source, host_fn=None, limit=config.get("eval_limit"))
+
+
+def _report(pending, writer, progress, log, last_saved):
+  step, metrics = pending
+  metrics = jax.device_get(metrics)
+  common.check_finite(step, metrics, last_saved)
+  scalars = {k: float(v) for k, v in metrics.items() if k != "finite"}
+  progress.update(step + 1, loss=scalars["loss"], lr=scalars["lr"])
+  if log(step):
+    writer.write_scalars(step + 1, {f"train/{k}": v for k, v in scalars.items()})

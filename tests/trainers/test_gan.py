@@ -1,0 +1,150 @@
+"""GAN trainer (DEvUDP): the loss terms by hand, one sharded step (G, G⁻¹ and D move, D's loss
+drops on the batch), BatchNorm generators' running statistics, and a run -> resume -> API."""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lljax
+from lljax import models, parallel
+from lljax.config_lib import load_config
+from lljax.nn import init_variables
+from lljax.trainers import common, gan
+from lljax.utils.writers import read_jsonl
+
+CONFIG = pathlib.Path(__file__).parents[2] / "configs" / "devudp.py"
+TINY = dict(base=4, num_res=0, d_base=4)  # the full LED topology without ResBlocks: fast to compile
+
+
+def tiny_config(data_dir, **overrides):
+  c = load_config(f"{CONFIG}:quick")
+  c.data.name = "embedded_photos/lowlight"  # the suite's shared embedded data (any pairs do here)
+  c.data.data_dir = str(data_dir)
+  c.model.kwargs = dict(TINY)
+  c.batch_size, c.data.crop_size, c.data.resize_short = 2, 32, 48
+  c.mesh.data = 2  # the batch is split over two (fake CPU) devices
+  c.eval_limit, c.num_samples = 1, 1
+  for key, value in overrides.items():
+    target = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return c
+
+
+def test_loss_terms_by_hand():
+  ones, zeros = jnp.ones((2, 4, 4, 1)), jnp.zeros((2, 4, 4, 1))
+  assert float(gan.lsgan_d_loss(ones, zeros)) == 0.0  # D right on both
+  assert float(gan.lsgan_d_loss(zeros, ones)) == 1.0  # ½·1 + ½·1
+  assert float(gan.lsgan_d_loss(ones, jnp.full_like(ones, 0.5))) == 0.125
+  assert float(gan.lsgan_g_loss(ones)) == 0.0 and float(gan.lsgan_g_loss(zeros)) == 1.0
+  a, b = jnp.zeros((1, 4, 4, 3)), jnp.ones((1, 4, 4, 3))
+  outs = {"L": b, "A_tilde": jnp.full_like(a, 0.5), "A_hat": jnp.full_like(a, -0.25), "B_hat": jnp.full_like(b, 0.875)}
+  terms = gan.generator_terms(outs, a, b, d_fake=jnp.full((1, 1, 1, 1), 0.5))
+  assert {k: float(v) for k, v in terms.items()} == {"adv": 0.25, "recon": 0.5, "sr_a": 0.25, "sr_b": 0.125}
+  cfg = tiny_config("/nonexistent").gan
+  assert float(gan.total_generator_loss(terms, cfg)) == 0.25 + 10 * 0.5 + 5 * (0.25 + 0.125)
+
+
+def _setup(config, num_examples=40):
+  """Module, optimizer and schedule exactly as ``gan.train`` builds them."""
+  family = models.get(config.model.name)
+  module = family.Model(**common.model_config(family, config.model))
+  _, steps_per_epoch = gan.schedule_steps(config, num_examples)
+  schedule = common.step_decay_schedule(config.schedule.lr, config.schedule.decay_every_epochs * steps_per_epoch,
+                                        config.schedule.gamma)
+  return family, module, common.make_optimizer(config.optimizer, schedule), schedule
+
+
+def test_one_step_moves_G_Ginv_and_D_and_lowers_D_loss():
+  config = tiny_config("/nonexistent")
+  family, module, tx, schedule = _setup(config)
+  params = init_variables(module, 0, *family.init_inputs(module, size=32))["params"]
+  mesh = parallel.make_mesh(2)
+  state = gan.init_state(params, tx)
+  step_fn = gan.make_train_step(module, tx, schedule, config.gan, mesh, parallel.state_shardings(state, mesh))
+  rng = np.random.default_rng(0)
+  batch = {"low": rng.random((2, 32, 32, 3), np.float32), "normal": rng.random((2, 32, 32, 3), np.float32)}
+  new, metrics = step_fn(parallel.put_state(jax.tree.map(np.array, state), mesh), jnp.int32(0),
+                         parallel.global_batch(batch, mesh))
+  new = jax.device_get(new)
+  for net in ("G", "G_inv", "D"):
+    moved = [np.abs(n - o).max() for n, o in zip(jax.tree.leaves(new["params"][net]), jax.tree.leaves(params[net]))]
+    assert min(moved) > 0, net  # every tensor of every network took an Adam step
+  assert int(new["opt_g"][0].count) == 1 and int(new["opt_d"][0].count) == 1
+
+  # D's loss on the same batch and the same (pre-step) fakes, before and after its update.
+  a, b = batch["low"] * 2 - 1, batch["normal"] * 2 - 1
+  g_apply = jax.jit(lambda p, x: gan.apply_net(module, "G", p, x)[0])
+  d_apply = jax.jit(lambda p, x: gan.apply_net(module, "D", p, x)[0])
+  fake = g_apply(params["G"], a)
+  d_loss = lambda d: float(gan.lsgan_d_loss(d_apply(d, b), d_apply(d, fake)))
+  before, after = d_loss(params["D"]), d_loss(new["params"]["D"])
+  np.testing.assert_allclose(float(metrics["d_loss"]), before, rtol=1e-4)
+  assert after < before, (before, after)
+  terms = {k: float(metrics[k]) for k in ("adv", "recon", "sr_a", "sr_b")}
+  total = terms["adv"] + 10 * terms["recon"] + 5 * (terms["sr_a"] + terms["sr_b"])
+  np.testing.assert_allclose(float(metrics["loss"]), total, rtol=1e-5)
+  np.testing.assert_allclose(terms["sr_b"], float(jnp.mean(jnp.abs(g_apply(params["G"], b) - b))),
+                             rtol=1e-4)
+  assert bool(metrics["finite"])
+
+
+def test_batchnorm_generators_train_with_batch_statistics():
+  """DT-style generators: each call normalises with its batch and advances the running stats."""
+  module = models.get("devudp").Model("tiny", norm="batch", shortcut=True, **TINY)
+  params = init_variables(module, 0, *models.get("devudp").init_inputs(module, size=32))["params"]
+  rng = np.random.default_rng(0)
+  a, b = rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32), rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+  g = {k: params[k] for k in gan.GENERATORS}
+  outs, buffers = jax.jit(lambda g: gan.generator_outputs(module, g, a, b))(g)
+  assert set(buffers) == {"G", "G_inv"}
+  # G ran on A, then on B: running_mean = 0.9·(0.9·0 + 0.1·m_A) + 0.1·m_B of feat_extract_0's conv output.
+  kernel = params["G"]["feat_extract_0"]["conv"]["kernel"]
+  feat = lambda x: jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  expected = 0.9 * 0.1 * np.asarray(feat(a)).mean(axis=(0, 1, 2)) + 0.1 * np.asarray(feat(b)).mean(axis=(0, 1, 2))
+  np.testing.assert_allclose(np.asarray(buffers["G"]["feat_extract_0"]["bn"]["running_mean"]), expected, atol=1e-5)
+  # Eval mode (the API) uses the running statistics instead: a different output.
+  eval_out = gan.apply_net(module, "G", params["G"], a)[0]
+  assert np.abs(np.asarray(eval_out) - np.asarray(outs["L"])).max() > 1e-3
+
+
+def test_train_resume_and_public_api(tmp_path, embedded_data_dir):
+  straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+  gan.train(tiny_config(embedded_data_dir, total_steps=3, checkpoint_every=0, eval_every=0, log_every=1), straight)
+  gan.train(tiny_config(embedded_data_dir, total_steps=2, checkpoint_every=1, eval_every=0, log_every=1), resumed)
+  gan.train(tiny_config(embedded_data_dir, total_steps=3, checkpoint_every=1, eval_every=0, log_every=1), resumed)
+  records = [r for r in read_jsonl(resumed / "metrics.jsonl") if "train/loss" in r]
+  assert [r["step"] for r in records] == [1, 2, 3]
+  assert all(np.isfinite(r["train/d_loss"]) and np.isfinite(r["train/loss"]) for r in records)
+  assert list((straight / "samples").glob("step_0000003.png"))
+  a, b = lljax.load(straight), lljax.load(resumed)
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)  # resume == uninterrupted
+  # The public API: [0, 1] in and out, G alone, any size (padded to a multiple of 4 and cropped).
+  images = np.random.default_rng(0).random((2, 20, 30, 3), np.float32)
+  out = b.enhance(images)
+  assert out.shape == images.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+  padded = np.pad(images, ((0, 0), (0, 0), (0, 2), (0, 0)), mode="reflect")  # width 30 -> 32
+  g_only = b.module.apply({"params": {"G": b.params["G"]}}, {"low": padded}, method=b.module.enhance)
+  np.testing.assert_allclose(out, np.clip(np.asarray(g_only)[:, :, :30], 0, 1), atol=1e-6)
+
+
+def test_configs_and_schedule():
+  c = load_config(str(CONFIG))
+  data = (c.data.name, c.data.crop_size, c.data.resize_short)
+  assert c.model.variant == "in" and data == ("embedded_photos/blur", 256, 384)
+  assert (c.batch_size, c.epochs, c.optimizer.b1, c.optimizer.b2, c.schedule.lr) == (4, 200, 0.5, 0.999, 2e-4)
+  assert (c.gan.recon_weight, c.gan.sr_weight) == (10.0, 5.0)
+  g = load_config(f"{CONFIG}:gopro,dt")
+  assert (g.model.variant, g.data.name) == ("dt", "gopro")
+  # GoPro: 2103 blurry training images, batch 4 -> 526 steps per epoch, 200 epochs.
+  assert gan.schedule_steps(g, 2103) == (200 * 526, 526)
+  schedule = common.step_decay_schedule(2e-4, 50 * 526, 0.5)  # halved every 50 epochs
+  assert [schedule(s) for s in (0, 50 * 526 - 1, 50 * 526, 150 * 526)] == [2e-4, 2e-4, 1e-4, 2.5e-5]
+  assert float(schedule(jnp.int32(50 * 526))) == pytest.approx(1e-4)
