@@ -121,6 +121,26 @@ def check_finite(step, metrics, last_checkpoint):
                          "tighten gradient clipping (--config.optimizer.clip_grad_norm or clip_grad_value), then rerun to resume.")
 
 
+def report_step(pending, writer, progress, log, last_saved):
+  """Fetches one step's metrics (a step late, so the loop never waits on the device), stops on a
+  non-finite loss, updates the progress line and logs ``train/*`` scalars when ``log(step)``."""
+  step, metrics = pending
+  metrics = jax.device_get(metrics)
+  check_finite(step, metrics, last_saved)
+  scalars = {k: float(v) for k, v in metrics.items() if k != "finite"}
+  progress.update(step + 1, loss=scalars["loss"], lr=scalars["lr"])
+  if log(step):
+    writer.write_scalars(step + 1, {f"train/{k}": v for k, v in scalars.items()})
+
+
+def eval_examples(config, host_fn=None):
+  """Full-size examples of ``config.data.eval_split`` (first ``config.eval_limit``)."""
+  from lljax.data import pipeline, sources  # pylint: disable=import-outside-toplevel
+
+  source = sources.open_source(config.data.name, config.data.eval_split, config.data.get("data_dir"))
+  return pipeline.eval_examples(source, host_fn=host_fn, limit=config.get("eval_limit"))
+
+
 @dataclasses.dataclass
 class Every:
   """Fires every ``period`` steps and at the last step (period <= 0: only at the last step)."""

@@ -230,14 +230,14 @@ def _loop(config, workdir, module, tx, schedule, mesh, ckpts, writer, batches, r
     first_batch = None
     params, opt_state, metrics = train_step(params, opt_state, jnp.int32(step), batch)
     if pending is not None:
-      _report(pending, writer, progress, log, last_saved)
+      common.report_step(pending, writer, progress, log, last_saved)
     pending = (step, metrics)
     if save(step) or evaluate(step):
-      _report(pending, writer, progress, log, last_saved)
+      common.report_step(pending, writer, progress, log, last_saved)
       pending = None
     if evaluate(step) and jax.process_index() == 0:
       restorer.params = params
-      examples = _eval_examples(config)
+      examples = common.eval_examples(config)
       t0 = time.time()
       means = common.evaluate(restorer, examples, workdir, step + 1, writer, config.num_samples)
       writer.write_scalars(step + 1, {**means, "eval/seconds": time.time() - t0})
@@ -246,21 +246,8 @@ def _loop(config, workdir, module, tx, schedule, mesh, ckpts, writer, batches, r
       ckpts.save(step + 1, params, opt_state, {"step": step + 1, "seed": config.seed})
       last_saved = step + 1
   if pending is not None:
-    _report(pending, writer, progress, log, last_saved)
+    common.report_step(pending, writer, progress, log, last_saved)
   progress.close()
   ckpts.wait()
 
 
-def _eval_examples(config):
-  source = sources.open_source(config.data.name, config.data.eval_split, config.data.get("data_dir"))
-  return pipeline.eval_examples(source, host_fn=None, limit=config.get("eval_limit"))
-
-
-def _report(pending, writer, progress, log, last_saved):
-  step, metrics = pending
-  metrics = jax.device_get(metrics)
-  common.check_finite(step, metrics, last_saved)
-  scalars = {k: float(v) for k, v in metrics.items() if k != "finite"}
-  progress.update(step + 1, loss=scalars["loss"], lr=scalars["lr"])
-  if log(step):
-    writer.write_scalars(step + 1, {f"train/{k}": v for k, v in scalars.items()})

@@ -244,10 +244,10 @@ def _loop(config, workdir, module, family, tx, schedule, mesh, shardings, ckpts,
     batch = parallel.global_batch(batch, mesh)
     params, opt_state, metrics = train_step(params, opt_state, jnp.int32(step), batch)
     if pending is not None:
-      _report(pending, writer, progress, log, last_saved)
+      common.report_step(pending, writer, progress, log, last_saved)
     pending = (step, metrics)
     if save(step) or evaluate(step):
-      _report(pending, writer, progress, log, last_saved)
+      common.report_step(pending, writer, progress, log, last_saved)
       pending = None
     if evaluate(step) and jax.process_index() == 0:
       restorer.params = params
@@ -260,7 +260,7 @@ def _loop(config, workdir, module, family, tx, schedule, mesh, shardings, ckpts,
       ckpts.save(step + 1, params, opt_state, {"step": step + 1, "seed": config.seed})
       last_saved = step + 1
   if pending is not None:
-    _report(pending, writer, progress, log, last_saved)
+    common.report_step(pending, writer, progress, log, last_saved)
   progress.close()
   ckpts.wait()
 
@@ -274,9 +274,7 @@ def _model_batch(batch):
 
 
 def _eval_examples(config, family):
-  source = sources.open_source(config.data.name, config.data.eval_split, config.data.get("data_dir"))
-  host_fn = _kernel_field if getattr(family, "NEEDS_KERNEL", False) else None
-  return pipeline.eval_examples(source, host_fn=host_fn, limit=config.get("eval_limit"))
+  return common.eval_examples(config, _kernel_field if getattr(family, "NEEDS_KERNEL", False) else None)
 
 
 class _WithKernels:
@@ -302,12 +300,3 @@ def evaluate_kernel_model(restorer, examples, workdir, step, writer, num_samples
 
   return common.evaluate(view, with_kernel(), workdir, step, writer, num_samples)
 
-
-def _report(pending, writer, progress, log, last_saved):
-  step, metrics = pending
-  metrics = jax.device_get(metrics)
-  common.check_finite(step, metrics, last_saved)
-  scalars = {k: float(v) for k, v in metrics.items() if k != "finite"}
-  progress.update(step + 1, loss=scalars["loss"], lr=scalars["lr"])
-  if log(step):
-    writer.write_scalars(step + 1, {f"train/{k}": v for k, v in scalars.items()})
