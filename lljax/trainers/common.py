@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from lljax import checkpoint
+from lljax import checkpoint, models, parallel
 from lljax.metrics import mae, psnr, ssim
 from lljax.utils.images import make_grid, save_png, to_uint8
 
@@ -47,6 +47,22 @@ def write_run_files(workdir, config, model_name, model_config):
                        f"{old.get('config')}); use a new workdir to start another run")
   checkpoint.write_json(model_file, spec)
   checkpoint.write_json(workdir / "config.json", config.to_dict())
+
+
+def start_run(config, workdir):
+  """What every trainer does first: checks the workdir, builds the model from ``config.model``,
+  writes ``config.json``/``model.json`` and makes the device mesh (checking the batch splits).
+
+  Returns (workdir Path, model family, model kwargs, module, mesh).
+  """
+  workdir = prepare_workdir(workdir)
+  family = models.get(config.model.name)
+  model_kwargs = model_config(family, config.model)
+  module = family.Model(**model_kwargs)
+  write_run_files(workdir, config, config.model.name, model_kwargs)
+  mesh = parallel.make_mesh(config.mesh.data)
+  parallel.check_batch_size(config.batch_size, mesh)
+  return workdir, family, model_kwargs, module, mesh
 
 
 def model_config(family, model_cfg):

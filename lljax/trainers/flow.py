@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lljax import api, checkpoint, flows, models, parallel
+from lljax import api, checkpoint, flows, parallel
 from lljax.data import pipeline, sources
 from lljax.losses import dequantize, exposure_normalised, nll_bits_per_pixel
 from lljax.nn import BUFFERS, assign_buffers, init_variables, precision
@@ -163,14 +163,7 @@ def _state_shardings(params, tx, config, mesh):
 
 def train(config, workdir):
   """Trains a flow model as configured; writes checkpoints, metrics and samples to ``workdir``."""
-  workdir = common.prepare_workdir(workdir)
-  family = models.get(config.model.name)
-  model_kwargs = common.model_config(family, config.model)
-  module = family.Model(**model_kwargs)
-  common.write_run_files(workdir, config, config.model.name, model_kwargs)
-
-  mesh = parallel.make_mesh(config.mesh.data)
-  parallel.check_batch_size(config.batch_size, mesh)
+  workdir, family, model_kwargs, module, mesh = common.start_run(config, workdir)
   schedule = common.lr_schedule(config.schedule, config.total_steps)
   tx = common.make_optimizer(config.optimizer, schedule)
   ckpts = checkpoint.TrainCheckpoints(workdir, config.keep_checkpoints)

@@ -33,7 +33,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from lljax import api, checkpoint, models, parallel
+from lljax import api, checkpoint, parallel
 from lljax.data import pipeline, sources
 from lljax.nn import BUFFERS, assign_buffers, init_variables
 from lljax.trainers import common
@@ -187,14 +187,7 @@ def schedule_steps(config, num_examples):
 
 def train(config, workdir):
   """Trains a GAN model as configured; writes checkpoints, metrics and samples to ``workdir``."""
-  workdir = common.prepare_workdir(workdir)
-  family = models.get(config.model.name)
-  model_kwargs = common.model_config(family, config.model)
-  module = family.Model(**model_kwargs)
-  common.write_run_files(workdir, config, config.model.name, model_kwargs)
-
-  mesh = parallel.make_mesh(config.mesh.data)
-  parallel.check_batch_size(config.batch_size, mesh)
+  workdir, family, model_kwargs, module, mesh = common.start_run(config, workdir)
   fsdp = config.mesh.get("fsdp", False)
   source = sources.open_source(config.data.name, config.data.train_split, config.data.get("data_dir"))
   total, steps_per_epoch = schedule_steps(config, len(source))

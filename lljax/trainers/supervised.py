@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lljax import api, checkpoint, losses, models, parallel
+from lljax import api, checkpoint, losses, parallel
 from lljax.data import pipeline, sources
 from lljax.nn import init_variables
 from lljax.nn.fft import circular_conv
@@ -150,14 +150,7 @@ def _abstract_state(module, family, tx, config):
 
 def train(config, workdir):
   """Trains a supervised model as configured; writes checkpoints, metrics and samples."""
-  workdir = common.prepare_workdir(workdir)
-  family = models.get(config.model.name)
-  model_kwargs = common.model_config(family, config.model)
-  module = family.Model(**model_kwargs)
-  common.write_run_files(workdir, config, config.model.name, model_kwargs)
-
-  mesh = parallel.make_mesh(config.mesh.data)
-  parallel.check_batch_size(config.batch_size, mesh)
+  workdir, family, model_kwargs, module, mesh = common.start_run(config, workdir)
   fsdp = config.mesh.get("fsdp", False)
   schedule = step_schedule(config.schedule)
   tx = make_optimizer(config.optimizer, schedule)
