@@ -20,7 +20,8 @@ download_config=tfds.download.DownloadConfig(manual_dir=DIR))` and
 `as_dataset()`. The `tfds build` CLI of tensorflow-datasets 4.9.10 in
 addition imports apache_beam when it starts, and apache-beam's current
 release pins pillow < 13 and protobuf < 7, which conflict with lljax's pins;
-use this command instead.
+`python -m lljax.data.tfds_cli build tfds_builders/lol --manual_dir DIR`
+runs that CLI unmodified without Beam (see `lljax.data.tfds_cli`).
 """
 
 from __future__ import annotations
