@@ -128,6 +128,9 @@ def _actnorm_init(module, params, batch, flow_cfg=None):
                             mutable=[flows.ACTNORM_INIT, BUFFERS])
     return flows.init_actnorms(params, state[flows.ACTNORM_INIT])
 
+  leaves = jax.tree.leaves(params)
+  if leaves and all(isinstance(a, jax.Array) for a in leaves):  # keep the placement (e.g. FSDP)
+    return jax.jit(run, out_shardings=jax.tree.map(lambda a: a.sharding, params))(params, batch)
   return jax.jit(run)(params, batch)
 
 
