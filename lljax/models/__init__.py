@@ -36,3 +36,15 @@ def get(name):
   if name not in available():
     raise ValueError(f"unknown model {name!r}; known models: {', '.join(available())}")
   return importlib.import_module(f"{_PACKAGE}.{name}")
+
+
+def build(module_cls, variants, label, variant=None, overrides=None):
+  """``module_cls(**variants[variant], **overrides)``: the body of every family's ``Model``.
+
+  Lists become tuples (JSON configs give lists; Flax module fields must be hashable). An
+  unknown variant is a ValueError naming the known ones.
+  """
+  if variant is not None and variant not in variants:
+    raise ValueError(f"unknown {label} variant {variant!r}; known: {', '.join(variants)}")
+  kwargs = {**(variants[variant] if variant else {}), **(overrides or {})}
+  return module_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})

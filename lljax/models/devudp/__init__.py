@@ -31,6 +31,7 @@ normalization"); one D judging only the sharp domain (the paper's Fig. 3 has one
 
 import jax.numpy as jnp
 
+from lljax import models
 from lljax.models.devudp.led import LEDGenerator, PatchDiscriminator
 from lljax.models.devudp.model import DEvUDP, count_params
 
@@ -54,11 +55,7 @@ VARIANTS = {
 
 def Model(variant=None, **overrides):  # pylint: disable=invalid-name
   """Builds a ``DEvUDP`` module (G, G⁻¹, D) from a variant name and/or explicit fields."""
-  if variant is not None and variant not in VARIANTS:
-    raise ValueError(f"unknown DEvUDP variant {variant!r}; known: {', '.join(VARIANTS)}")
-  kwargs = dict(VARIANTS[variant]) if variant else {}
-  kwargs.update(overrides)
-  return DEvUDP(**kwargs)
+  return models.build(DEvUDP, VARIANTS, "DEvUDP", variant, overrides)
 
 
 def host_features(low_u8):

@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 
+from lljax import models
 from lljax.models.infwide.model import INFWIDE, half_size
 
 KIND = "supervised"
@@ -28,13 +29,7 @@ VARIANTS = {
 
 def Model(variant=None, **overrides):  # pylint: disable=invalid-name
   """Builds an ``INFWIDE`` module from a variant name and/or explicit hyper-parameters."""
-  if variant is not None and variant not in VARIANTS:
-    raise ValueError(f"unknown INFWIDE variant {variant!r}; known: {', '.join(VARIANTS)}")
-  kwargs = dict(VARIANTS[variant]) if variant else {}
-  kwargs.update(overrides)
-  if "unet" in kwargs:
-    kwargs["unet"] = tuple(kwargs["unet"])
-  return INFWIDE(**kwargs)
+  return models.build(INFWIDE, VARIANTS, "INFWIDE", variant, overrides)
 
 
 def real_capture_input(image, saturation=1.2):

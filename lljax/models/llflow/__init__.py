@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 
+from lljax import models
 from lljax.models.llflow.model import LLFlow
 from lljax.models.llflow.preprocess import equalize_hist, host_features
 
@@ -23,13 +24,7 @@ VARIANTS = {
 
 def Model(variant=None, **overrides):  # pylint: disable=invalid-name
   """Builds an ``LLFlow`` module from a variant name and/or explicit hyper-parameters."""
-  if variant is not None and variant not in VARIANTS:
-    raise ValueError(f"unknown LLFlow variant {variant!r}; known: {', '.join(VARIANTS)}")
-  kwargs = dict(VARIANTS[variant]) if variant else {}
-  kwargs.update(overrides)
-  if "stack_blocks" in kwargs:
-    kwargs["stack_blocks"] = tuple(kwargs["stack_blocks"])
-  return LLFlow(**kwargs)
+  return models.build(LLFlow, VARIANTS, "LLFlow", variant, overrides)
 
 
 def init_inputs(module, size=None):

@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 
+from lljax import models
 from lljax.models.ssflow.model import SSFlow, smoothed_colour_map
 
 KIND = "flow"
@@ -22,13 +23,7 @@ VARIANTS = {
 
 def Model(variant=None, **overrides):  # pylint: disable=invalid-name
   """Builds an ``SSFlow`` module from a variant name and/or explicit hyper-parameters."""
-  if variant is not None and variant not in VARIANTS:
-    raise ValueError(f"unknown SSFlow variant {variant!r}; known: {', '.join(VARIANTS)}")
-  kwargs = dict(VARIANTS[variant]) if variant else {}
-  kwargs.update(overrides)
-  if "channels" in kwargs:
-    kwargs["channels"] = tuple(kwargs["channels"])
-  return SSFlow(**kwargs)
+  return models.build(SSFlow, VARIANTS, "SSFlow", variant, overrides)
 
 
 def host_features(low_u8):

@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 
+from lljax import models
 from lljax.models.uptflow.model import UPTFlow, unbalanced_point_map
 
 KIND = "flow"
@@ -25,19 +26,9 @@ VARIANTS = {
                  hidden=16),
 }
 
-_SEQUENCES = ("heads", "depths", "num_heads")
-
-
 def Model(variant=None, **overrides):  # pylint: disable=invalid-name
   """Builds a ``UPTFlow`` module from a variant name and/or explicit hyper-parameters."""
-  if variant is not None and variant not in VARIANTS:
-    raise ValueError(f"unknown UPT-Flow variant {variant!r}; known: {', '.join(VARIANTS)}")
-  kwargs = dict(VARIANTS[variant]) if variant else {}
-  kwargs.update(overrides)
-  for key in _SEQUENCES:
-    if key in kwargs:
-      kwargs[key] = tuple(kwargs[key])
-  return UPTFlow(**kwargs)
+  return models.build(UPTFlow, VARIANTS, "UPT-Flow", variant, overrides)
 
 
 def host_features(low_u8):
