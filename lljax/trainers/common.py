@@ -13,8 +13,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from lljax import checkpoint, models, parallel
+from lljax import api, checkpoint, models, parallel
 from lljax.metrics import mae, psnr, ssim
+from lljax.nn import init_variables
 from lljax.utils.images import make_grid, save_png, to_uint8
 
 
@@ -63,6 +64,24 @@ def start_run(config, workdir):
   mesh = parallel.make_mesh(config.mesh.data)
   parallel.check_batch_size(config.batch_size, mesh)
   return workdir, family, model_kwargs, module, mesh
+
+
+def initial_params(config, family, module):
+  """(host params, fresh) of a new run: ``config.init_checkpoint`` (a converted or trained model
+  directory of the same model) or a fresh initialisation at the training crop size."""
+  if config.get("init_checkpoint"):
+    restorer = api.load(config.init_checkpoint)
+    if restorer.model_name != config.model.name:
+      raise ValueError(f"init_checkpoint {config.init_checkpoint} holds a {restorer.model_name} model")
+    return restorer.params, False
+  inputs = family.init_inputs(module, size=config.data.crop_size)
+  return init_variables(module, config.seed, *inputs)["params"], True
+
+
+def abstract_params(module, family, config):
+  """The params tree's shapes and dtypes (nothing computed), e.g. to restore a checkpoint."""
+  inputs = family.init_inputs(module, size=config.data.crop_size)
+  return jax.eval_shape(lambda: module.init(jax.random.key(0), *inputs))["params"]
 
 
 def model_config(family, model_cfg):
@@ -147,6 +166,12 @@ def report_step(pending, writer, progress, log, last_saved):
   progress.update(step + 1, loss=scalars["loss"], lr=scalars["lr"])
   if log(step):
     writer.write_scalars(step + 1, {f"train/{k}": v for k, v in scalars.items()})
+
+
+def log_eval(writer, step, means, seconds):
+  """Writes the eval means (+ ``eval/seconds``) at ``step`` and prints them on one line."""
+  writer.write_scalars(step, {**means, "eval/seconds": seconds})
+  print("  eval @ step %d: %s" % (step, "  ".join(f"{k[5:]}={v:.4f}" for k, v in means.items())))
 
 
 def eval_examples(config, host_fn=None):

@@ -40,7 +40,7 @@ import numpy as np
 from lljax import api, checkpoint, flows, parallel
 from lljax.data import pipeline, sources
 from lljax.losses import dequantize, exposure_normalised, nll_bits_per_pixel
-from lljax.nn import BUFFERS, assign_buffers, init_variables, precision
+from lljax.nn import BUFFERS, assign_buffers, precision
 from lljax.trainers import common
 from lljax.utils.progress import Progress
 from lljax.utils.writers import MetricWriter
@@ -136,15 +136,9 @@ def _actnorm_init(module, params, batch, flow_cfg=None):
 
 def _initial_params(config, family, module, mesh, first_batch):
   """Params of a fresh run: a converted/trained model directory, or random + ActNorm init."""
-  if config.get("init_checkpoint"):
-    restorer = api.load(config.init_checkpoint)
-    if restorer.model_name != config.model.name:
-      raise ValueError(f"init_checkpoint {config.init_checkpoint} holds a {restorer.model_name} model")
-    return _put_params(restorer.params, config, mesh), False
-  crop = config.data.crop_size
-  params = init_variables(module, config.seed, *family.init_inputs(module, size=crop))["params"]
+  params, fresh = common.initial_params(config, family, module)
   params = _put_params(params, config, mesh)
-  return _actnorm_init(module, params, first_batch, config.flow), True
+  return (_actnorm_init(module, params, first_batch, config.flow) if fresh else params), fresh
 
 
 def _fsdp(config):
@@ -202,8 +196,7 @@ def train(config, workdir):
 def _abstract_state(module, family, tx, config, mesh):
   """(params, opt_state) ShapeDtypeStructs carrying this run's shardings: a checkpoint written
   on any mesh restores onto the current one."""
-  inputs = family.init_inputs(module, size=config.data.crop_size)
-  params = jax.eval_shape(lambda: module.init(jax.random.key(0), *inputs))["params"]
+  params = common.abstract_params(module, family, config)
   trees = (params, jax.eval_shape(tx.init, params))
   with_sharding = lambda t, sh: jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), t, sh)
@@ -236,8 +229,7 @@ def _loop(config, workdir, module, tx, schedule, mesh, ckpts, writer, batches, r
       examples = common.eval_examples(config)
       t0 = time.time()
       means = common.evaluate(restorer, examples, workdir, step + 1, writer, config.num_samples)
-      writer.write_scalars(step + 1, {**means, "eval/seconds": time.time() - t0})
-      print("  eval @ step %d: %s" % (step + 1, "  ".join(f"{k[5:]}={v:.4f}" for k, v in means.items())))
+      common.log_eval(writer, step + 1, means, time.time() - t0)
     if save(step):
       ckpts.save(step + 1, params, opt_state, {"step": step + 1, "seed": config.seed})
       last_saved = step + 1

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from lljax import api, checkpoint, parallel
 from lljax.data import pipeline, sources
-from lljax.nn import BUFFERS, assign_buffers, init_variables
+from lljax.nn import BUFFERS, assign_buffers
 from lljax.trainers import common
 from lljax.utils.progress import Progress
 from lljax.utils.writers import MetricWriter
@@ -203,10 +203,10 @@ def train(config, workdir):
       unpaired=True, process_index=jax.process_index(), process_count=jax.process_count())
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   try:
-    abstract = jax.eval_shape(lambda: init_state(_abstract_params(module, family, config), tx))
+    abstract = jax.eval_shape(lambda: init_state(common.abstract_params(module, family, config), tx))
     sharding = parallel.state_shardings(abstract, mesh, fsdp)
     if not start_step:
-      params = _initial_params(config, family, module)
+      params = common.initial_params(config, family, module)[0]
       state = jax.jit(lambda p: init_state(p, tx), out_shardings=sharding)(parallel.put_state(params, mesh, fsdp))
       print(f"{workdir}: new run ({config.get('init_checkpoint') or 'random init'}; {total} steps, "
             f"{steps_per_epoch} per epoch)")
@@ -223,20 +223,6 @@ def train(config, workdir):
     batches.close()
     ckpts.close()
     writer.close()
-
-
-def _abstract_params(module, family, config):
-  inputs = family.init_inputs(module, size=config.data.crop_size)
-  return jax.eval_shape(lambda: module.init(jax.random.key(0), *inputs))["params"]
-
-
-def _initial_params(config, family, module):
-  if config.get("init_checkpoint"):
-    restorer = api.load(config.init_checkpoint)
-    if restorer.model_name != config.model.name:
-      raise ValueError(f"init_checkpoint {config.init_checkpoint} holds a {restorer.model_name} model")
-    return restorer.params
-  return init_variables(module, config.seed, *family.init_inputs(module, size=config.data.crop_size))["params"]
 
 
 def _loop(config, workdir, module, tx, schedule, mesh, sharding, ckpts, writer, batches, restorer, state,
@@ -260,8 +246,7 @@ def _loop(config, workdir, module, tx, schedule, mesh, sharding, ckpts, writer, 
       restorer.params = state["params"]
       t0 = time.time()
       means = common.evaluate(restorer, common.eval_examples(config), workdir, step + 1, writer, config.num_samples)
-      writer.write_scalars(step + 1, {**means, "eval/seconds": time.time() - t0})
-      print("  eval @ step %d: %s" % (step + 1, "  ".join(f"{k[5:]}={v:.4f}" for k, v in means.items())))
+      common.log_eval(writer, step + 1, means, time.time() - t0)
     if save(step):
       ckpts.save(step + 1, state["params"], {"g": state["opt_g"], "d": state["opt_d"]},
                  {"step": step + 1, "seed": config.seed})

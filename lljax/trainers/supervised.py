@@ -33,7 +33,6 @@ import optax
 
 from lljax import api, checkpoint, losses, parallel
 from lljax.data import pipeline, sources
-from lljax.nn import init_variables
 from lljax.nn.fft import circular_conv
 from lljax.trainers import common
 from lljax.utils.progress import Progress
@@ -143,8 +142,7 @@ def make_train_step(module, family, tx, schedule, config, shardings, mesh, compi
 
 
 def _abstract_state(module, family, tx, config):
-  inputs = family.init_inputs(module, size=config.data.crop_size)
-  params = jax.eval_shape(lambda: module.init(jax.random.key(0), *inputs))["params"]
+  params = common.abstract_params(module, family, config)
   return params, jax.eval_shape(tx.init, params)
 
 
@@ -173,7 +171,7 @@ def train(config, workdir):
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   try:
     if not start_step:
-      params = _initial_params(config, family, module)
+      params = common.initial_params(config, family, module)[0]
       params = jax.device_put(params, shardings[0])
       opt_state = jax.jit(tx.init, out_shardings=shardings[1])(params)
       print(f"{workdir}: new run ({config.init_checkpoint or 'random init'})")
@@ -189,15 +187,6 @@ def train(config, workdir):
     batches.close()
     ckpts.close()
     writer.close()
-
-
-def _initial_params(config, family, module):
-  if config.get("init_checkpoint"):
-    restorer = api.load(config.init_checkpoint)
-    if restorer.model_name != config.model.name:
-      raise ValueError(f"init_checkpoint {config.init_checkpoint} holds a {restorer.model_name} model")
-    return restorer.params
-  return init_variables(module, config.seed, *family.init_inputs(module, size=config.data.crop_size))["params"]
 
 
 def _kernel_field(example):
@@ -247,8 +236,7 @@ def _loop(config, workdir, module, family, tx, schedule, mesh, shardings, ckpts,
       t0 = time.time()
       means = evaluate_kernel_model(restorer, _eval_examples(config, family), workdir, step + 1, writer,
                                     config.num_samples, float(config.data.get("saturation", 0.0) or 0.0))
-      writer.write_scalars(step + 1, {**means, "eval/seconds": time.time() - t0})
-      print("  eval @ step %d: %s" % (step + 1, "  ".join(f"{k[5:]}={v:.4f}" for k, v in means.items())))
+      common.log_eval(writer, step + 1, means, time.time() - t0)
     if save(step):
       ckpts.save(step + 1, params, opt_state, {"step": step + 1, "seed": config.seed})
       last_saved = step + 1
