@@ -21,6 +21,8 @@ _COMPUTE_DTYPE = contextvars.ContextVar("lljax_compute_dtype", default=None)
 @contextlib.contextmanager
 def autocast(dtype):
   """Sets the conv/matmul compute dtype (None or "float32": no casting) inside the block."""
+  if dtype not in (None, "float32", jnp.float32, "bfloat16", jnp.bfloat16, "float16", jnp.float16):
+    raise ValueError(f"compute dtype {dtype!r}: use float32, bfloat16 or float16")
   dtype = None if dtype in (None, "float32", jnp.float32) else jnp.dtype(dtype)
   token = _COMPUTE_DTYPE.set(dtype)
   try:
