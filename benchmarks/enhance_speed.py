@@ -17,11 +17,10 @@ Each case runs in its own process so the peak RSS is that case's alone.
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
-import sys
 import time
+
+import harness
 
 SIZES = ((400, 600), (720, 1280))
 DEFAULTS = dict(max_pixels=1_000_000, tile=512, overlap=128, bucket=32)
@@ -87,7 +86,7 @@ def run_case(case, repeats):
   return {"case": case, "first_s": first, "median_s": median, "images_per_s": 1.0 / median, "times": times,
           "tiled": h * w > DEFAULTS["max_pixels"], "programs": len(restorer.compiled_shapes),
           "xla_temp_gib": max(temp.values()) / 2**30,
-          "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+          "peak_rss_gib": harness.peak_rss_gib(),
           "device": str(jax.devices()[0].device_kind)}
 
 
@@ -101,15 +100,7 @@ def main():
   if args.mode == "case":
     print(json.dumps(run_case(args.name, args.repeats)))
     return
-  rows = []
-  for case in args.cases or _cases():
-    result = subprocess.run([sys.executable, __file__, "case", case, "--repeats", str(args.repeats)],
-                            capture_output=True, text=True, check=False)
-    if result.returncode:
-      print(f"{case}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
-      continue
-    rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    print(f"  {case}: {rows[-1]['median_s']:.2f} s", file=sys.stderr, flush=True)
+  rows = harness.run_cases(__file__, args.cases or _cases(), ["--repeats", str(args.repeats)])
   if not rows:
     return
   print(f"device: {rows[0]['device']}")

@@ -13,11 +13,10 @@ are random (speed does not depend on them); float32 throughout.
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
-import sys
 import time
+
+import harness
 
 # Official PyTorch on this machine (shared/research/official_cpu_baselines.md): seconds, GiB.
 OFFICIAL = {
@@ -73,23 +72,13 @@ def run_case(name, repeats):
   t0 = time.perf_counter()
   compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
-  flops = float(cost.get("flops", float("nan")))
-  times = []
-  out = compiled(*args)  # first call (allocation)
-  jax.block_until_ready(out)
-  for _ in range(repeats):
-    if kind.startswith("train"):  # the step donates params/opt_state: feed back its outputs
-      args = (out[0], out[1], *args[2:])
-    t0 = time.perf_counter()
-    out = compiled(*args)
-    jax.block_until_ready(out)
-    times.append(time.perf_counter() - t0)
+  gflop = harness.xla_figures(compiled)["gflop"]
+  # A train step donates params/opt_state: each call gets the previous call's outputs.
+  feed_back = (lambda args, out: (out[0], out[1], *args[2:])) if kind.startswith("train") else None
+  _, times = harness.time_calls(compiled, args, repeats, feed_back)
   median = statistics.median(times)
-  return {"case": name, "compile_s": compile_s, "median_s": median, "times": times, "gflop": flops / 1e9,
-          "gflops_per_s": flops / 1e9 / median,
-          "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+  return {"case": name, "compile_s": compile_s, "median_s": median, "times": times, "gflop": gflop,
+          "gflops_per_s": gflop / median, "peak_rss_gib": harness.peak_rss_gib(),
           "device": str(jax.devices()[0].device_kind)}
 
 
@@ -103,14 +92,7 @@ def main():
   if args.mode == "case":
     print(json.dumps(run_case(args.name, args.repeats)))
     return
-  rows = []
-  for name in args.cases:
-    result = subprocess.run([sys.executable, __file__, "case", name, "--repeats", str(args.repeats)],
-                            capture_output=True, text=True, check=False)
-    if result.returncode:
-      print(f"{name}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
-      continue
-    rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+  rows = harness.run_cases(__file__, args.cases, ["--repeats", str(args.repeats)])
   print("| case | lljax time (s) | compile (s) | GFLOP | GFLOP/s | peak RSS (GiB) | official time (s) | official RSS (GiB) |")
   print("|---|---|---|---|---|---|---|---|")
   for r in rows:

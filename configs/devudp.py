@@ -42,7 +42,12 @@ def get_config(arg=None):
   c.optimizer = dict(b1=0.5, b2=0.999, eps=1e-8, weight_decay=0.0, clip_grad_norm=0.0, clip_grad_value=0.0)
   c.schedule = dict(lr=2e-4, decay_every_epochs=50, gamma=0.5)
   c.gan = dict(adv_weight=1.0, recon_weight=10.0, sr_weight=5.0)
-  c.mesh = dict(data=-1, fsdp=False)
+  # fsdp: shard params/optimizer-state arrays of >= fsdp_min_size elements over "data".
+  c.mesh = dict(data=-1, fsdp=False, fsdp_min_size=2**18)
+  # "bfloat16": convs/matmuls in bf16 (like torch autocast), params and losses f32.
+  c.compute_dtype = "float32"
+  # True: recompute each block's activations in the backward pass (less memory, ~1/3 more compute).
+  c.remat = False
   c.init_checkpoint = ml_collections.FieldReference(None, field_type=str)
   c.log_every = 50
   c.eval_every = 2000

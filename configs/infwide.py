@@ -49,7 +49,12 @@ def get_config(arg=None):
   c.seed = 0
   c.optimizer = dict(b1=0.9, b2=0.999, eps=1e-8, amsgrad=True, weight_decay=0.0, clip_grad_value=0.5)
   c.schedule = dict(lr=2e-4, step_size=50 * STEPS_PER_EPOCH, gamma=0.5)
-  c.mesh = dict(data=-1, fsdp=False)
+  # fsdp: shard params/optimizer-state arrays of >= fsdp_min_size elements over "data".
+  c.mesh = dict(data=-1, fsdp=False, fsdp_min_size=2**18)
+  # "bfloat16": convs/matmuls in bf16 (like torch autocast), params and losses f32.
+  c.compute_dtype = "float32"
+  # True: recompute each block's activations in the backward pass (less memory, ~1/3 more compute).
+  c.remat = False
   c.init_checkpoint = ml_collections.FieldReference(None, field_type=str)
   c.log_every = 100
   c.eval_every = 5 * STEPS_PER_EPOCH

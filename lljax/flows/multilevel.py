@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from lljax.flows.squeeze import Squeeze
 from lljax.flows.step import FlowStep
 from lljax.nn.precision import logdet_dtype
+from lljax.nn.remat import remat_block
 
 LEVEL_FEATURES = {1: "fea_up2", 2: "fea_up1", 3: "fea_up0"}
 
@@ -37,13 +38,14 @@ class MultiLevelFlow(nn.Module):
     if not 1 <= self.L <= 3:
       raise ValueError(f"the flow supports L in 1..3 levels, got {self.L}")
     coupling = self.make_coupling()
+    step = remat_block(FlowStep, methods=("forward", "inverse"))
     layers, levels = [], []
     channels = 3
     for level in range(1, self.L + 1):
       channels *= 4
       steps = [Squeeze(2)]
-      steps += [FlowStep(channels) for _ in range(self.n_noaffine)]
-      steps += [FlowStep(channels, coupling=coupling) for _ in range(self.K)]
+      steps += [step(channels) for _ in range(self.n_noaffine)]
+      steps += [step(channels, coupling=coupling) for _ in range(self.K)]
       layers += steps
       levels += [level] * len(steps)
     self.layers = layers

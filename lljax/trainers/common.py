@@ -1,6 +1,7 @@
 """Pieces every trainer shares: workdir files, optimizer and schedule, the finite-update guard,
 evaluation with sample grids, and the loop's periodic actions."""
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -15,7 +16,8 @@ import optax
 
 from lljax import api, checkpoint, models, parallel
 from lljax.metrics import mae, psnr, ssim
-from lljax.nn import init_variables
+from lljax.nn import init_variables, precision
+from lljax.nn.remat import rematerialize
 from lljax.utils.images import make_grid, save_png, to_uint8
 
 
@@ -64,6 +66,27 @@ def start_run(config, workdir):
   mesh = parallel.make_mesh(config.mesh.data)
   parallel.check_batch_size(config.batch_size, mesh)
   return workdir, family, model_kwargs, module, mesh
+
+
+def state_shardings(tree, config, mesh):
+  """Shardings of a state tree by ``config.mesh`` (replicated, or FSDP with ``fsdp=True``:
+  arrays of >= ``fsdp_min_size`` elements sharded over "data"); see ``parallel.state_shardings``."""
+  return parallel.state_shardings(tree, mesh, bool(config.mesh.get("fsdp", False)),
+                                  config.mesh.get("fsdp_min_size", 2**18))
+
+
+@contextlib.contextmanager
+def compute_context(compute_dtype="float32", remat=False):
+  """Wraps a step's traced body: conv/matmul dtype (``lljax.nn.precision.autocast``) and block
+  rematerialisation (``lljax.nn.remat``); float32 and no remat change nothing."""
+  with precision.autocast(compute_dtype), rematerialize(remat):
+    yield
+
+
+def to_float32(tree):
+  """Casts the floating arrays of ``tree`` to at least float32 (losses of bf16 outputs)."""
+  return jax.tree.map(lambda x: x.astype(jnp.promote_types(x.dtype, jnp.float32))
+                      if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
 def initial_params(config, family, module):

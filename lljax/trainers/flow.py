@@ -25,7 +25,8 @@ of torch-BatchNorm modules (SSFlow's encoder) are likewise global.
 Sharding follows ``config.mesh``: ``data`` devices (-1: all) with the batch split over them;
 parameters and optimizer state replicated, or with ``fsdp=True`` every array of at least
 ``fsdp_min_size`` elements sharded over the same axis (``lljax.parallel.state_shardings``).
-Checkpoints restore onto whatever mesh the resuming run has.
+Checkpoints restore onto whatever mesh the resuming run has. ``config.compute_dtype`` and
+``config.remat`` (see ``make_train_step``) trade precision and compute for speed and memory.
 Runs resume automatically from the newest checkpoint in the workdir; the data stream and the
 per-step RNG depend only on (seed, step), so a resumed run reproduces an uninterrupted one.
 """
@@ -40,7 +41,7 @@ import numpy as np
 from lljax import api, checkpoint, flows, parallel
 from lljax.data import pipeline, sources
 from lljax.losses import dequantize, exposure_normalised, nll_bits_per_pixel
-from lljax.nn import BUFFERS, assign_buffers, precision
+from lljax.nn import BUFFERS, assign_buffers
 from lljax.trainers import common
 from lljax.utils.progress import Progress
 from lljax.utils.writers import MetricWriter
@@ -94,13 +95,15 @@ def loss_fn(module, flow_cfg, params, batch, rng):
 
 
 def make_train_step(module, tx, schedule, flow_cfg, seed, mesh, state_shardings=None,
-                    compute_dtype="float32"):
+                    compute_dtype="float32", remat=False):
   """The jitted update ``(params, opt_state, step, batch) -> (params, opt_state, metrics)``.
 
   ``state_shardings``: (params, opt_state) sharding trees (default: replicated). The batch is
   sharded on "data"; the loss is a mean over the global batch, so gradients are too.
   ``compute_dtype="bfloat16"``: convolutions and matmuls in bfloat16 (``lljax.nn.precision``),
   parameters, optimizer state and log-det/NLL accumulation in float32.
+  ``remat=True``: flow steps and encoder blocks recompute their activations in the backward
+  pass (``lljax.nn.remat``): same result, less memory, for large crops.
   """
   repl = parallel.replicated(mesh)
   param_sh, opt_sh = state_shardings or (repl, repl)
@@ -108,7 +111,7 @@ def make_train_step(module, tx, schedule, flow_cfg, seed, mesh, state_shardings=
   def train_step(params, opt_state, step, batch):
     rng = jax.random.fold_in(jax.random.key(seed), step)
     grad_fn = jax.value_and_grad(functools.partial(loss_fn, module, flow_cfg), has_aux=True)
-    with precision.autocast(compute_dtype):
+    with common.compute_context(compute_dtype, remat):
       (loss, (aux, buffers)), grads = grad_fn(params, batch, rng)
     params, opt_state, finite = common.guarded_update(tx, params, opt_state, grads, loss)
     params = assign_buffers(params, buffers, assign_if=finite)  # torch buffers (none in LLFlow)
@@ -141,10 +144,6 @@ def _initial_params(config, family, module, mesh, first_batch):
   return (_actnorm_init(module, params, first_batch, config.flow) if fresh else params), fresh
 
 
-def _fsdp(config):
-  return bool(config.mesh.get("fsdp", False))
-
-
 def _put_params(params, config, mesh):
   return jax.device_put(params, _state_shardings(params, None, config, mesh)[0])
 
@@ -152,10 +151,9 @@ def _put_params(params, config, mesh):
 def _state_shardings(params, tx, config, mesh):
   """(params, opt_state) sharding trees from ``config.mesh`` (``fsdp``, ``fsdp_min_size``);
   opt_state's is None without ``tx``."""
-  rules = dict(fsdp=_fsdp(config), min_size=config.mesh.get("fsdp_min_size", 2**18))
   opt_state = jax.eval_shape(tx.init, params) if tx is not None else None
-  return (parallel.state_shardings(params, mesh, **rules),
-          parallel.state_shardings(opt_state, mesh, **rules) if tx is not None else None)
+  return (common.state_shardings(params, config, mesh),
+          common.state_shardings(opt_state, config, mesh) if tx is not None else None)
 
 
 def train(config, workdir):
@@ -208,7 +206,7 @@ def _loop(config, workdir, module, tx, schedule, mesh, ckpts, writer, batches, r
   total = config.total_steps
   train_step = make_train_step(module, tx, schedule, config.flow, config.seed, mesh,
                                _state_shardings(params, tx, config, mesh),
-                               config.get("compute_dtype", "float32"))
+                               config.get("compute_dtype", "float32"), config.get("remat", False))
   log, save, evaluate = (common.Every(config.log_every, total), common.Every(config.checkpoint_every, total),
                          common.Every(config.eval_every, total))
   progress = Progress(total, start_step=start_step)

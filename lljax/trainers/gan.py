@@ -22,6 +22,9 @@ the state donated. BatchNorm generators (DEvUDP-DT, FCL-GAN) train in torch's tr
 of the four generator calls normalises with its own batch statistics and advances the running
 statistics once, in the order above, as four torch forward calls would.
 
+``config.compute_dtype="bfloat16"`` runs the convolutions in bfloat16 with float32 params and
+losses; ``config.remat=True`` recomputes the generators' ResBlocks in the backward pass.
+
 Checkpoints hold ``params`` (all three networks) and ``opt_state`` ``{"g", "d"}``; runs resume
 from the newest one; the data stream and the step depend only on (seed, step). Inference
 (``lljax.load(workdir)``) uses G alone.
@@ -88,12 +91,14 @@ def apply_net(module, net, params, x, train=False):
 
   ``params`` is that network's subtree. ``train``: torch train mode (BatchNorm batch
   statistics); ``buffers`` is then the net's next buffer values (``{}`` without BatchNorm).
+  ``y`` is at least float32 (under bf16 autocast the losses still average in float32, as
+  torch's autocast runs its losses).
   """
   variables = {"params": {net: params}}
   if not train:
-    return module.apply(variables, x, method=_method(module, net)), {}
+    return common.to_float32(module.apply(variables, x, method=_method(module, net))), {}
   y, state = module.apply(variables, x, method=_method(module, net), mutable=[BUFFERS])
-  return y, state.get(BUFFERS, {}).get(net, {})
+  return common.to_float32(y), state.get(BUFFERS, {}).get(net, {})
 
 
 def generator_outputs(module, g_params, a, b, train=True):
@@ -162,12 +167,17 @@ def train_step(module, tx, schedule, gan_cfg, state, step, batch):
   return {"params": {**new_g, "D": new_d}, "opt_g": opt_g, "opt_d": opt_d}, metrics
 
 
-def make_train_step(module, tx, schedule, gan_cfg, mesh, state_sharding):
-  """The jitted ``(state, step, batch) -> (state, metrics)``; the state is donated."""
+def make_train_step(module, tx, schedule, gan_cfg, mesh, state_sharding, compute_dtype="float32",
+                    remat=False):
+  """The jitted ``(state, step, batch) -> (state, metrics)``; the state is donated.
+
+  ``compute_dtype``/``remat``: see ``common.compute_context`` (bf16 convs; recomputed blocks).
+  """
   repl = parallel.replicated(mesh)
 
   def step_fn(state, step, batch):
-    return train_step(module, tx, schedule, gan_cfg, state, step, batch)
+    with common.compute_context(compute_dtype, remat):
+      return train_step(module, tx, schedule, gan_cfg, state, step, batch)
 
   return jax.jit(step_fn, in_shardings=(state_sharding, repl, parallel.batch_sharding(mesh)),
                  out_shardings=(state_sharding, repl), donate_argnums=(0,))
@@ -188,7 +198,6 @@ def schedule_steps(config, num_examples):
 def train(config, workdir):
   """Trains a GAN model as configured; writes checkpoints, metrics and samples to ``workdir``."""
   workdir, family, model_kwargs, module, mesh = common.start_run(config, workdir)
-  fsdp = config.mesh.get("fsdp", False)
   source = sources.open_source(config.data.name, config.data.train_split, config.data.get("data_dir"))
   total, steps_per_epoch = schedule_steps(config, len(source))
   schedule = common.step_decay_schedule(config.schedule.lr, config.schedule.decay_every_epochs * steps_per_epoch,
@@ -204,10 +213,11 @@ def train(config, workdir):
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   try:
     abstract = jax.eval_shape(lambda: init_state(common.abstract_params(module, family, config), tx))
-    sharding = parallel.state_shardings(abstract, mesh, fsdp)
+    sharding = common.state_shardings(abstract, config, mesh)
     if not start_step:
       params = common.initial_params(config, family, module)[0]
-      state = jax.jit(lambda p: init_state(p, tx), out_shardings=sharding)(parallel.put_state(params, mesh, fsdp))
+      params = jax.device_put(params, sharding["params"])
+      state = jax.jit(lambda p: init_state(p, tx), out_shardings=sharding)(params)
       print(f"{workdir}: new run ({config.get('init_checkpoint') or 'random init'}; {total} steps, "
             f"{steps_per_epoch} per epoch)")
     else:
@@ -227,7 +237,8 @@ def train(config, workdir):
 
 def _loop(config, workdir, module, tx, schedule, mesh, sharding, ckpts, writer, batches, restorer, state,
           start_step, total):
-  step_fn = make_train_step(module, tx, schedule, config.gan, mesh, sharding)
+  step_fn = make_train_step(module, tx, schedule, config.gan, mesh, sharding, config.get("compute_dtype", "float32"),
+                            config.get("remat", False))
   log, save, evaluate = (common.Every(config.log_every, total), common.Every(config.checkpoint_every, total),
                          common.Every(config.eval_every, total))
   progress = Progress(total, start_step=start_step)

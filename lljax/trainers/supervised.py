@@ -18,8 +18,10 @@ Optimizer: Adam (``config.optimizer.amsgrad``: the running max of the second mom
 (``clip_grad_value``), L2 weight decay added to the gradient (torch semantics), step decay
 (``config.schedule``: lr * gamma ** floor(step / step_size)). The train step is one jitted
 program over the data mesh, params/optimizer state placed by ``lljax.parallel.state_shardings``
-(replicated, or FSDP with ``config.mesh.fsdp``) and donated. Runs resume from the newest
-checkpoint; the data stream depends only on (seed, step).
+(replicated, or FSDP with ``config.mesh.fsdp``) and donated; ``config.compute_dtype``
+(bfloat16 convolutions, float32 params and objective) and ``config.remat`` (blocks recomputed
+in the backward pass) as in every trainer. Runs resume from the newest checkpoint; the data
+stream depends only on (seed, step).
 """
 
 import functools
@@ -113,7 +115,7 @@ def model_args(family, batch):
 
 def loss_fn(module, family, objective, saturation, params, batch):
   batch = prepare_batch(batch, saturation)
-  outputs = module.apply({"params": params}, *model_args(family, batch))
+  outputs = common.to_float32(module.apply({"params": params}, *model_args(family, batch)))
   return objective(outputs, batch)
 
 
@@ -121,6 +123,8 @@ def make_train_step(module, family, tx, schedule, config, shardings, mesh, compi
   """The jitted update ``(params, opt_state, step, batch) -> (params, opt_state, metrics)``.
 
   ``compiler_options``: XLA options for the compilation (tests lower CPU optimisation levels).
+  ``config.compute_dtype``/``config.remat``: see ``common.compute_context`` (the objective is
+  taken in float32).
   """
   objective = OBJECTIVES[family.OBJECTIVE]
   saturation = float(config.data.get("saturation", 0.0) or 0.0)
@@ -129,7 +133,8 @@ def make_train_step(module, family, tx, schedule, config, shardings, mesh, compi
   def train_step(params, opt_state, step, batch):
     grad_fn = jax.value_and_grad(functools.partial(loss_fn, module, family, objective, saturation),
                                  has_aux=True)
-    (loss, parts), grads = grad_fn(params, batch)
+    with common.compute_context(config.get("compute_dtype", "float32"), config.get("remat", False)):
+      (loss, parts), grads = grad_fn(params, batch)
     params, opt_state, finite = common.guarded_update(tx, params, opt_state, grads, loss)
     metrics = {"loss": loss, "finite": finite, "lr": schedule(step),
                "grad_norm": optax.global_norm(grads), **parts}
@@ -149,11 +154,10 @@ def _abstract_state(module, family, tx, config):
 def train(config, workdir):
   """Trains a supervised model as configured; writes checkpoints, metrics and samples."""
   workdir, family, model_kwargs, module, mesh = common.start_run(config, workdir)
-  fsdp = config.mesh.get("fsdp", False)
   schedule = step_schedule(config.schedule)
   tx = make_optimizer(config.optimizer, schedule)
   abstract = _abstract_state(module, family, tx, config)
-  shardings = tuple(parallel.state_shardings(t, mesh, fsdp) for t in abstract)
+  shardings = tuple(common.state_shardings(t, config, mesh) for t in abstract)
   ckpts = checkpoint.TrainCheckpoints(workdir, config.keep_checkpoints)
   start_step = ckpts.latest_step() or 0
 

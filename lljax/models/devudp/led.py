@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from lljax.nn import BatchNorm2d, Conv2d, ConvTranspose2d, ParamModule, instance_norm
+from lljax.nn.remat import remat_block
 
 NORMS = ("batch", "instance", "none")
 OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "none")
@@ -71,7 +72,7 @@ class ResStack(ParamModule):
   @nn.compact
   def __call__(self, x):
     for i in range(self.num_res):
-      x = ResBlock(self.features, self.norm, name=f"layers_{i}")(x)
+      x = remat_block(ResBlock)(self.features, self.norm, name=f"layers_{i}")(x)
     return x
 
 

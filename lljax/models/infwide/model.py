@@ -45,6 +45,7 @@ import jax.numpy as jnp
 
 from lljax.nn import Conv2d, ConvTranspose2d, pad2d, resize_bilinear
 from lljax.nn.fft import image_nsr, wiener_deconv
+from lljax.nn.remat import remat_block
 
 relu = nn.relu
 
@@ -71,7 +72,7 @@ def conv_res_stack(x, features, prefix, n_res=3, kernel_size=5, stride=1):
   """
   x = relu(Conv2d(features, kernel_size, stride=stride, name=f"{prefix}_0")(x))
   for i in range(1, n_res + 1):
-    x = ResBlock(kernel_size, name=f"{prefix}_{i}")(x)
+    x = remat_block(ResBlock)(kernel_size, name=f"{prefix}_{i}")(x)
   return x
 
 
@@ -234,12 +235,13 @@ class XRFUnet(nn.Module):
   def __call__(self, in1, in2):
     n = in1.shape[-1]
     h, w = in1.shape[1:3]
-    e11, e12 = XResBlock(2 * n, self.n_conv, name="XRD1")(in1, in2)
-    e21, e22 = XResBlock(4 * n, self.n_conv, name="XRD2")(e11, e12)
-    d21, d22 = XResBlock(2 * n, self.n_conv, up=True, name="XRU2")(e21, e22)
+    block = remat_block(XResBlock)
+    e11, e12 = block(2 * n, self.n_conv, name="XRD1")(in1, in2)
+    e21, e22 = block(4 * n, self.n_conv, name="XRD2")(e11, e12)
+    d21, d22 = block(2 * n, self.n_conv, up=True, name="XRU2")(e21, e22)
     e11, d21 = pad2same_size(e11, d21)
     e12, d22 = pad2same_size(e12, d22)
-    d11, d12 = XResBlock(n, self.n_conv, up=True, name="XRU1")(e11 + d21, e12 + d22)
+    d11, d12 = block(n, self.n_conv, up=True, name="XRU1")(e11 + d21, e12 + d22)
     return in1 + pad2size(d11, (h, w)), in2 + pad2size(d12, (h, w))
 
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from lljax.nn import Conv2d, kaiming_normal, max_pool2d, resize_nearest, scale_bilinear, upsample_nearest, zeros
+from lljax.nn.remat import remat_block
 
 
 def lrelu(x):
@@ -95,7 +96,7 @@ class ConEncoder1(nn.Module):
     results = {"input_color_map": colour, "input_noise_map": noise}
     fea = fea_head
     for i in range(self.nb):
-      fea = RRDB(self.nf, self.gc, name=f"RRDB_trunk_{i}")(fea)
+      fea = remat_block(RRDB)(self.nf, self.gc, name=f"RRDB_trunk_{i}")(fea)
       if i in self.stack_blocks:
         results[f"block_{i}"] = fea
     fea_down2 = fea_head + conv("trunk_conv")(fea)

@@ -29,6 +29,7 @@ import jax
 from lljax.models.ssflow.attention import OrthoAttentionBlock
 from lljax.models.ssflow.blocks import PPM, BasicBlockD2Res, BasicBlockE, KernelPredictor
 from lljax.nn import Conv2d, PReLU, filter_adaptive_conv
+from lljax.nn.remat import remat_block
 
 
 def lrelu(x):
@@ -54,20 +55,21 @@ class OAttUNet(nn.Module):
     c1, c2, c3, c4 = self.channels
     fac = lambda d, k: lrelu(filter_adaptive_conv(d, k, self.fac_kernel))
 
+    enc_block, dec_block = remat_block(BasicBlockE), remat_block(BasicBlockD2Res)
     e1 = PReLU(name="E_block1_1")(Conv2d(c1, 3, name="E_block1_0")(x))
-    e1 = BasicBlockE(c2, down=True, name="E_block1_2")(e1)
+    e1 = enc_block(c2, down=True, name="E_block1_2")(e1)
     self.sow("intermediates", "E_block1", e1)
     e1 = OrthoAttentionBlock(self.attn_size, name="BasicBlock")(e1)
     self.sow("intermediates", "attention", e1)
     e1 = PPM(c2 // 4, name="PPM1")(e1)
-    e2 = PPM(c3 // 4, name="PPM2")(BasicBlockE(c3, down=True, name="E_block2")(e1))
-    e3 = PPM(c4 // 4, name="PPM3")(BasicBlockE(c4, down=True, name="E_block3")(e2))
+    e2 = PPM(c3 // 4, name="PPM2")(enc_block(c3, down=True, name="E_block2")(e1))
+    e3 = PPM(c4 // 4, name="PPM3")(enc_block(c4, down=True, name="E_block3")(e2))
 
-    m = BasicBlockE(c4, name="M_block2")(BasicBlockE(c4, name="M_block1")(e3))
+    m = enc_block(c4, name="M_block2")(enc_block(c4, name="M_block1")(e3))
     kernels = lambda name, e: KernelPredictor(self.fac_kernel, name=name)(e)
-    d3 = fac(BasicBlockD2Res(c4, name="D_block3")(m), kernels("conv_fac_k3", e3))
-    d2 = fac(BasicBlockD2Res(c3, up=True, name="D_block2")(d3), kernels("conv_fac_k2", e2))
-    d1 = fac(BasicBlockD2Res(c2, up=True, name="D_block1")(d2), kernels("conv_fac_k1", e1))
-    out = Conv2d(3, 3, name="D_block0_1")(BasicBlockD2Res(c1, up=True, name="D_block0_0")(d1))
+    d3 = fac(dec_block(c4, name="D_block3")(m), kernels("conv_fac_k3", e3))
+    d2 = fac(dec_block(c3, up=True, name="D_block2")(d3), kernels("conv_fac_k2", e2))
+    d1 = fac(dec_block(c2, up=True, name="D_block1")(d2), kernels("conv_fac_k1", e1))
+    out = Conv2d(3, 3, name="D_block0_1")(dec_block(c1, up=True, name="D_block0_0")(d1))
     cond = lambda name, d: lrelu(Conv2d(self.cond_channels, 3, name=name)(d))
     return out, d1, cond("conv22", d2), cond("conv33", d3)

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from lljax.nn import (ECA, Conv2d, Dense, LayerNorm, ParamModule, gelu, pixel_shuffle, pixel_unshuffle,
                       relative_position_index, shift_attention_mask, window_merge, window_partition)
 from lljax.nn import init as inits
+from lljax.nn.remat import remat_block
 
 # ------------------------------------------------------------------------------------------
 # Restormer branch.
@@ -196,7 +197,8 @@ class UformerLayer(nn.Module):
   def __call__(self, x, point_map):
     for i in range(self.depth):
       shift = 0 if i % 2 == 0 else self.win_size // 2
-      x = LeWinBlock(self.num_heads, self.win_size, shift, self.mlp_ratio, name=f"blocks_{i}")(x, point_map)
+      block = remat_block(LeWinBlock)(self.num_heads, self.win_size, shift, self.mlp_ratio, name=f"blocks_{i}")
+      x = block(x, point_map)
     return x
 
 
@@ -207,7 +209,7 @@ class UformerLayer(nn.Module):
 
 def _restormer(name, n, num_heads, expansion):
   """n Restormer blocks named ``{name}_{i}``, applied in sequence (the official nn.Sequential)."""
-  blocks = [TransformerBlock(num_heads, expansion, name=f"{name}_{i}") for i in range(n)]
+  blocks = [remat_block(TransformerBlock)(num_heads, expansion, name=f"{name}_{i}") for i in range(n)]
 
   def run(x):
     for block in blocks:

@@ -1,0 +1,62 @@
+"""What the benchmark scripts share: one case per process, timing of compiled calls, XLA's
+FLOP and memory figures, peak RSS."""
+
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def peak_rss_gib():
+  """The process's peak resident memory (interpreter, JAX runtime, arrays, programs), GiB."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def xla_figures(compiled):
+  """FLOPs (XLA cost analysis: 2 per multiply-add) and memory analysis (GiB) of a compiled program."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  mem = compiled.memory_analysis()
+  gib = lambda n: n / 2**30
+  return {"gflop": float(cost.get("flops", float("nan"))) / 1e9,
+          "xla_temp_gib": gib(mem.temp_size_in_bytes), "xla_args_gib": gib(mem.argument_size_in_bytes),
+          "xla_peak_gib": gib(mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
+                              - mem.alias_size_in_bytes)}
+
+
+def time_calls(fn, args, repeats, next_args=None):
+  """Runs ``fn(*args)`` once (warm-up) then ``repeats`` times; returns (first s, [times]).
+
+  ``next_args(args, out)``: the arguments of the next call (e.g. a train step's donated state
+  fed back from its outputs); default: the same arguments.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+
+  def call(args):
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - t0
+
+  out, first = call(args)
+  times = []
+  for _ in range(repeats):
+    args = next_args(args, out) if next_args else args
+    out, seconds = call(args)
+    times.append(seconds)
+  return first, times
+
+
+def run_cases(script, cases, extra_args=()):
+  """Runs ``python script case NAME *extra_args`` for each case (its own process, so its peak
+  RSS is its own); returns the JSON rows of the cases that succeeded, reporting failures."""
+  rows = []
+  for case in cases:
+    result = subprocess.run([sys.executable, script, "case", case, *extra_args],
+                            capture_output=True, text=True, check=False)
+    if result.returncode:
+      print(f"{case}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
+      continue
+    rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    print(f"  {case}: done", file=sys.stderr, flush=True)
+  return rows
