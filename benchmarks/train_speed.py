@@ -69,7 +69,8 @@ def _random_batch(family, module, config, hw):
   h, w = hw or (config.data.crop_size,) * 2
   rng = np.random.default_rng(0)
   image = lambda scale=1.0: (rng.random((config.batch_size, h, w, 3), np.float32) * scale)
-  batch = {key: image() for key in family.init_inputs(module)[0]}  # the model's inputs (+ host features)
+  inputs = family.init_inputs(module)[0]  # flows: a dict of the model's inputs (+ host features)
+  batch = {key: image() for key in (inputs if isinstance(inputs, dict) else ())}
   batch.update(low=image(0.2), normal=image())
   if getattr(family, "NEEDS_KERNEL", False):
     from lljax.data import degrade  # pylint: disable=import-outside-toplevel

@@ -109,7 +109,7 @@ def _sharded_steps(embedded_data_dir, layouts, steps=2):
     shardings = flow._state_shardings(params0, tx, config, mesh)  # pylint: disable=protected-access
     params = flow._actnorm_init(module, jax.device_put(params0, shardings[0]), global_batch)  # pylint: disable=protected-access
     opt_state = jax.jit(tx.init, out_shardings=shardings[1])(params)
-    step = flow.make_train_step(module, tx, schedule, config.flow, 0, mesh, shardings)
+    step = flow.make_train_step(module, tx, schedule, config.flow, 0, mesh, shardings, remat=fsdp)
     for i in range(steps):
       params, opt_state, metrics = step(params, opt_state, jnp.int32(i + 40), global_batch)
     results.append((params, jax.device_get(params), jax.device_get(metrics)))
@@ -117,7 +117,7 @@ def _sharded_steps(embedded_data_dir, layouts, steps=2):
 
 
 def test_sharded_and_fsdp_steps_match_single_device(embedded_data_dir):
-  """Two steps on 1 device, on 8 (replicated) and on 8 with FSDP agree.
+  """Two steps on 1 device, on 8 (replicated) and on 8 with FSDP and remat agree.
 
   Tolerance: two Adam steps move each weight by ~lr (5e-4 in the quick config); the only
   difference between layouts is the order of the batch/gradient reductions (~1e-7 relative).
