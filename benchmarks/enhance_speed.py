@@ -15,7 +15,6 @@ analysis (largest program of the case). Weights are random (speed does not depen
 Each case runs in its own process so the peak RSS is that case's alone.
 """
 
-import argparse
 import json
 import statistics
 import time
@@ -91,11 +90,7 @@ def run_case(case, repeats):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("mode", nargs="?", default="all", choices=["all", "case"])
-  parser.add_argument("name", nargs="?")
-  parser.add_argument("--cases", nargs="*", default=None)
-  parser.add_argument("--repeats", type=int, default=2)
+  parser = harness.case_parser(__doc__, repeats=2)
   args = parser.parse_args()
   if args.mode == "case":
     print(json.dumps(run_case(args.name, args.repeats)))

@@ -1,11 +1,22 @@
 """What the benchmark scripts share: one case per process, timing of compiled calls, XLA's
 FLOP and memory figures, peak RSS."""
 
+import argparse
 import json
 import resource
 import subprocess
 import sys
 import time
+
+
+def case_parser(doc, default_cases=None, repeats=2):
+  """The scripts' command line: ``[all | case NAME] [--cases ...] [--repeats N]``."""
+  parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("mode", nargs="?", default="all", choices=["all", "case"])
+  parser.add_argument("name", nargs="?")
+  parser.add_argument("--cases", nargs="*", default=default_cases)
+  parser.add_argument("--repeats", type=int, default=repeats)
+  return parser
 
 
 def peak_rss_gib():

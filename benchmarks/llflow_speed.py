@@ -11,7 +11,6 @@ ops), so "GFLOP/s" is comparable with the machine's GEMM ceiling. Peak RSS is th
 are random (speed does not depend on them); float32 throughout.
 """
 
-import argparse
 import json
 import statistics
 import time
@@ -83,11 +82,7 @@ def run_case(name, repeats):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("mode", nargs="?", default="all", choices=["all", "case"])
-  parser.add_argument("name", nargs="?")
-  parser.add_argument("--cases", nargs="*", default=list(CASES))
-  parser.add_argument("--repeats", type=int, default=3)
+  parser = harness.case_parser(__doc__, list(CASES), 3)
   args = parser.parse_args()
   if args.mode == "case":
     print(json.dumps(run_case(args.name, args.repeats)))

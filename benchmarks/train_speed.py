@@ -18,7 +18,6 @@ donated aliases); and, when that peak fits under ``--max-gib``, the median step 
 Cases that do not fit are compiled and analysed only ("not run").
 """
 
-import argparse
 import json
 import pathlib
 import statistics
@@ -143,11 +142,7 @@ def print_table(rows):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("mode", nargs="?", default="all", choices=["all", "case"])
-  parser.add_argument("name", nargs="?")
-  parser.add_argument("--cases", nargs="*", default=None)
-  parser.add_argument("--repeats", type=int, default=2)
+  parser = harness.case_parser(__doc__, repeats=2)
   parser.add_argument("--max-gib", type=float, default=16.0,
                       help="run a step only if XLA's estimated peak is below this (default 16)")
   args = parser.parse_args()

@@ -7,7 +7,9 @@ instead of the number of layers, for about one more forward pass of compute. The
 flows' ``FlowStep``, the encoders' repeated blocks (LLFlow's RRDB, UPT-Flow's transformer
 blocks, SSFlow's U-Net blocks), DEvUDP's ResBlocks and INFWIDE's ResBlocks and cross-residual
 blocks. Parameter names and values are unchanged, so checkpoints work either way, and so are
-the results (up to XLA's float reassociation).
+the results (up to XLA's float reassociation). The saving is XLA's to make: GPU/TPU schedules
+exploit it; XLA's CPU backend was measured to keep the same temp memory
+(``benchmarks/README.md``).
 
 Like ``lljax.nn.precision.autocast`` the setting is read while tracing: wrap the traced body
 (the train step's gradient computation), not the call of a compiled function.

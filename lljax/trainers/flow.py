@@ -103,7 +103,7 @@ def make_train_step(module, tx, schedule, flow_cfg, seed, mesh, state_shardings=
   ``compute_dtype="bfloat16"``: convolutions and matmuls in bfloat16 (``lljax.nn.precision``),
   parameters, optimizer state and log-det/NLL accumulation in float32.
   ``remat=True``: flow steps and encoder blocks recompute their activations in the backward
-  pass (``lljax.nn.remat``): same result, less memory, for large crops.
+  pass (``lljax.nn.remat``): same result, for large crops on GPU/TPU (no saving on XLA:CPU).
   """
   repl = parallel.replicated(mesh)
   param_sh, opt_sh = state_shardings or (repl, repl)
