@@ -30,24 +30,22 @@ def psf2otf(psf, shape):
   ``(-(kh // 2), -(kw // 2))`` so its centre pixel lands on (0, 0), then FFT'd: multiplying an
   image's spectrum by it is a circular convolution centred like ``scipy.ndimage.convolve``.
   """
-  h, w = shape
-  kh, kw = psf.shape[-2:]
-  if kh > h or kw > w:
-    raise ValueError(f"PSF {kh}x{kw} is larger than the {h}x{w} grid")
-  grid = jnp.zeros(psf.shape[:-2] + (h, w), psf.dtype).at[..., :kh, :kw].set(psf)
-  grid = jnp.roll(grid, (-(kh // 2), -(kw // 2)), axis=(-2, -1))
-  return jnp.fft.fft2(grid)
+  return jnp.fft.fft2(_centred_grid(psf, shape))
 
 
 def _rotf(psf, shape):
   """Half-spectrum OTF (for rfft2 of real images): (B, H, W // 2 + 1) complex."""
+  return jnp.fft.rfft2(_centred_grid(psf, shape))
+
+
+def _centred_grid(psf, shape):
+  """The PSF zero-padded to ``shape`` with its centre pixel rolled to (0, 0)."""
   h, w = shape
   kh, kw = psf.shape[-2:]
   if kh > h or kw > w:
     raise ValueError(f"PSF {kh}x{kw} is larger than the {h}x{w} grid")
   grid = jnp.zeros(psf.shape[:-2] + (h, w), psf.dtype).at[..., :kh, :kw].set(psf)
-  grid = jnp.roll(grid, (-(kh // 2), -(kw // 2)), axis=(-2, -1))
-  return jnp.fft.rfft2(grid)
+  return jnp.roll(grid, (-(kh // 2), -(kw // 2)), axis=(-2, -1))
 
 
 def normalize_psf(psf):
