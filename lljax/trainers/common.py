@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pathlib
+import time
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +20,7 @@ from lljax.metrics import mae, psnr, ssim
 from lljax.nn import init_variables, precision
 from lljax.nn.remat import rematerialize
 from lljax.utils.images import make_grid, save_png, to_uint8
+from lljax.utils.progress import Progress
 
 
 class NonFiniteError(FloatingPointError):
@@ -203,6 +205,53 @@ def eval_examples(config, host_fn=None):
 
   source = sources.open_source(config.data.name, config.data.eval_split, config.data.get("data_dir"))
   return pipeline.eval_examples(source, host_fn=host_fn, limit=config.get("eval_limit"))
+
+
+def train_loop(config, total, start_step, state, step_fn, next_batch, evaluate_fn, save_fn, writer):
+  """The loop every trainer runs; returns the final state.
+
+  ``step_fn(state, step, batch) -> (state, metrics)`` (jitted, state donated);
+  ``next_batch(step)``: the global batch of a step; ``evaluate_fn(state, step) -> means`` (process
+  0 only, every ``config.eval_every`` steps); ``save_fn(state, step)`` every
+  ``config.checkpoint_every``; ``step`` there counts completed steps. Metrics are fetched one step
+  late, so the loop never waits on the device, except before an eval or a checkpoint (a
+  non-finite loss must stop the run before its state is saved).
+  """
+  log, save, evaluate = (Every(config.log_every, total), Every(config.checkpoint_every, total),
+                         Every(config.eval_every, total))
+  progress = Progress(total, start_step=start_step)
+  last_saved = start_step or None
+  pending = None
+  for step in range(start_step, total):
+    state, metrics = step_fn(state, jnp.int32(step), next_batch(step))
+    if pending is not None:
+      report_step(pending, writer, progress, log, last_saved)
+    pending = (step, metrics)
+    if save(step) or evaluate(step):
+      report_step(pending, writer, progress, log, last_saved)
+      pending = None
+    if evaluate(step) and jax.process_index() == 0:
+      t0 = time.time()
+      means = evaluate_fn(state, step + 1)
+      log_eval(writer, step + 1, means, time.time() - t0)
+    if save(step):
+      save_fn(state, step + 1)
+      last_saved = step + 1
+  if pending is not None:
+    report_step(pending, writer, progress, log, last_saved)
+  progress.close()
+  return state
+
+
+def paired(step_fn):
+  """A ``(params, opt_state, step, batch) -> (params, opt_state, metrics)`` update as
+  ``train_loop``'s ``(state, step, batch) -> (state, metrics)`` with state (params, opt_state)."""
+
+  def run(state, step, batch):
+    params, opt_state, metrics = step_fn(*state, step, batch)
+    return (params, opt_state), metrics
+
+  return run
 
 
 @dataclasses.dataclass

@@ -32,7 +32,6 @@ per-step RNG depend only on (seed, step), so a resumed run reproduces an uninter
 """
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +42,6 @@ from lljax.data import pipeline, sources
 from lljax.losses import dequantize, exposure_normalised, nll_bits_per_pixel
 from lljax.nn import BUFFERS, assign_buffers
 from lljax.trainers import common
-from lljax.utils.progress import Progress
 from lljax.utils.writers import MetricWriter
 
 
@@ -203,37 +201,25 @@ def _abstract_state(module, family, tx, config, mesh):
 
 def _loop(config, workdir, module, tx, schedule, mesh, ckpts, writer, batches, restorer,
           params, opt_state, start_step, first_batch):
-  total = config.total_steps
   train_step = make_train_step(module, tx, schedule, config.flow, config.seed, mesh,
                                _state_shardings(params, tx, config, mesh),
                                config.get("compute_dtype", "float32"), config.get("remat", False))
-  log, save, evaluate = (common.Every(config.log_every, total), common.Every(config.checkpoint_every, total),
-                         common.Every(config.eval_every, total))
-  progress = Progress(total, start_step=start_step)
-  last_saved = start_step or None
-  pending = None  # metrics of the previous step, fetched one step late (no host sync per step)
-  for step in range(start_step, total):
-    batch = first_batch if first_batch is not None else parallel.global_batch(next(batches), mesh)
-    first_batch = None
-    params, opt_state, metrics = train_step(params, opt_state, jnp.int32(step), batch)
-    if pending is not None:
-      common.report_step(pending, writer, progress, log, last_saved)
-    pending = (step, metrics)
-    if save(step) or evaluate(step):
-      common.report_step(pending, writer, progress, log, last_saved)
-      pending = None
-    if evaluate(step) and jax.process_index() == 0:
-      restorer.params = params
-      examples = common.eval_examples(config)
-      t0 = time.time()
-      means = common.evaluate(restorer, examples, workdir, step + 1, writer, config.num_samples)
-      common.log_eval(writer, step + 1, means, time.time() - t0)
-    if save(step):
-      ckpts.save(step + 1, params, opt_state, {"step": step + 1, "seed": config.seed})
-      last_saved = step + 1
-  if pending is not None:
-    common.report_step(pending, writer, progress, log, last_saved)
-  progress.close()
+  first = [first_batch]  # a fresh run's first batch already served the ActNorm init
+
+  def next_batch(step):
+    del step
+    batch, first[0] = first[0], None
+    return batch if batch is not None else parallel.global_batch(next(batches), mesh)
+
+  def evaluate(state, step):
+    restorer.params = state[0]
+    return common.evaluate(restorer, common.eval_examples(config), workdir, step, writer, config.num_samples)
+
+  def save(state, step):
+    ckpts.save(step, *state, {"step": step, "seed": config.seed})
+
+  common.train_loop(config, config.total_steps, start_step, (params, opt_state), common.paired(train_step),
+                    next_batch, evaluate, save, writer)
   ckpts.wait()
 
 

@@ -31,7 +31,6 @@ from the newest one; the data stream and the step depend only on (seed, step). I
 """
 
 import math
-import time
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +39,6 @@ from lljax import api, checkpoint, parallel
 from lljax.data import pipeline, sources
 from lljax.nn import BUFFERS, assign_buffers
 from lljax.trainers import common
-from lljax.utils.progress import Progress
 from lljax.utils.writers import MetricWriter
 
 GENERATORS = ("G", "G_inv")
@@ -239,32 +237,16 @@ def _loop(config, workdir, module, tx, schedule, mesh, sharding, ckpts, writer, 
           start_step, total):
   step_fn = make_train_step(module, tx, schedule, config.gan, mesh, sharding, config.get("compute_dtype", "float32"),
                             config.get("remat", False))
-  log, save, evaluate = (common.Every(config.log_every, total), common.Every(config.checkpoint_every, total),
-                         common.Every(config.eval_every, total))
-  progress = Progress(total, start_step=start_step)
-  last_saved = start_step or None
-  pending = None  # metrics of the previous step, fetched one step late (no host sync per step)
-  for step in range(start_step, total):
-    batch = parallel.global_batch(next(batches), mesh)
-    state, metrics = step_fn(state, jnp.int32(step), batch)
-    if pending is not None:
-      common.report_step(pending, writer, progress, log, last_saved)
-    pending = (step, metrics)
-    if save(step) or evaluate(step):
-      common.report_step(pending, writer, progress, log, last_saved)
-      pending = None
-    if evaluate(step) and jax.process_index() == 0:
-      restorer.params = state["params"]
-      t0 = time.time()
-      means = common.evaluate(restorer, common.eval_examples(config), workdir, step + 1, writer, config.num_samples)
-      common.log_eval(writer, step + 1, means, time.time() - t0)
-    if save(step):
-      ckpts.save(step + 1, state["params"], {"g": state["opt_g"], "d": state["opt_d"]},
-                 {"step": step + 1, "seed": config.seed})
-      last_saved = step + 1
-  if pending is not None:
-    common.report_step(pending, writer, progress, log, last_saved)
-  progress.close()
+
+  def evaluate(state, step):
+    restorer.params = state["params"]
+    return common.evaluate(restorer, common.eval_examples(config), workdir, step, writer, config.num_samples)
+
+  def save(state, step):
+    ckpts.save(step, state["params"], {"g": state["opt_g"], "d": state["opt_d"]}, {"step": step, "seed": config.seed})
+
+  common.train_loop(config, total, start_step, state, step_fn,
+                    lambda step: parallel.global_batch(next(batches), mesh), evaluate, save, writer)
   ckpts.wait()
 
 

@@ -25,7 +25,6 @@ stream depends only on (seed, step).
 """
 
 import functools
-import time
 from typing import NamedTuple
 
 import jax
@@ -37,7 +36,6 @@ from lljax import api, checkpoint, losses, parallel
 from lljax.data import pipeline, sources
 from lljax.nn.fft import circular_conv
 from lljax.trainers import common
-from lljax.utils.progress import Progress
 from lljax.utils.writers import MetricWriter
 
 OBJECTIVES = {"infwide": losses.infwide_loss}
@@ -215,38 +213,25 @@ def flip_with_kernels(batch, rng, flip=True, vflip=False):
 
 def _loop(config, workdir, module, family, tx, schedule, mesh, shardings, ckpts, writer, batches,
           restorer, params, opt_state, start_step, flips=(False, False)):
-  total = config.total_steps
   train_step = make_train_step(module, family, tx, schedule, config, shardings, mesh)
-  log, save, evaluate = (common.Every(config.log_every, total), common.Every(config.checkpoint_every, total),
-                         common.Every(config.eval_every, total))
-  progress = Progress(total, start_step=start_step)
-  last_saved = start_step or None
-  pending = None
-  for step in range(start_step, total):
+
+  def next_batch(step):
     batch = _model_batch(next(batches))
     if any(flips):
       rng = np.random.default_rng([config.seed, step, jax.process_index(), 7])
       batch = flip_with_kernels(batch, rng, *flips)
-    batch = parallel.global_batch(batch, mesh)
-    params, opt_state, metrics = train_step(params, opt_state, jnp.int32(step), batch)
-    if pending is not None:
-      common.report_step(pending, writer, progress, log, last_saved)
-    pending = (step, metrics)
-    if save(step) or evaluate(step):
-      common.report_step(pending, writer, progress, log, last_saved)
-      pending = None
-    if evaluate(step) and jax.process_index() == 0:
-      restorer.params = params
-      t0 = time.time()
-      means = evaluate_kernel_model(restorer, _eval_examples(config, family), workdir, step + 1, writer,
-                                    config.num_samples, float(config.data.get("saturation", 0.0) or 0.0))
-      common.log_eval(writer, step + 1, means, time.time() - t0)
-    if save(step):
-      ckpts.save(step + 1, params, opt_state, {"step": step + 1, "seed": config.seed})
-      last_saved = step + 1
-  if pending is not None:
-    common.report_step(pending, writer, progress, log, last_saved)
-  progress.close()
+    return parallel.global_batch(batch, mesh)
+
+  def evaluate(state, step):
+    restorer.params = state[0]
+    return evaluate_kernel_model(restorer, _eval_examples(config, family), workdir, step, writer,
+                                 config.num_samples, float(config.data.get("saturation", 0.0) or 0.0))
+
+  def save(state, step):
+    ckpts.save(step, *state, {"step": step, "seed": config.seed})
+
+  common.train_loop(config, config.total_steps, start_step, (params, opt_state), common.paired(train_step),
+                    next_batch, evaluate, save, writer)
   ckpts.wait()
 
 
