@@ -55,6 +55,8 @@ def get_config(arg=None):
   c.compute_dtype = "float32"
   # True: recompute each block's activations in the backward pass (GPU/TPU memory; +4-16 % FLOPs).
   c.remat = False
+  # k > 1: the batch runs as k sequential parts, gradients averaged (same update, ~1/k activations).
+  c.microbatches = 1
   c.init_checkpoint = ml_collections.FieldReference(None, field_type=str)
   c.log_every = 100
   c.eval_every = 5 * STEPS_PER_EPOCH

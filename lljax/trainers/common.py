@@ -67,6 +67,7 @@ def start_run(config, workdir):
   write_run_files(workdir, config, config.model.name, model_kwargs)
   mesh = parallel.make_mesh(config.mesh.data)
   parallel.check_batch_size(config.batch_size, mesh)
+  check_microbatches(config, mesh)
   return workdir, family, model_kwargs, module, mesh
 
 
@@ -89,6 +90,63 @@ def to_float32(tree):
   """Casts the floating arrays of ``tree`` to at least float32 (losses of bf16 outputs)."""
   return jax.tree.map(lambda x: x.astype(jnp.promote_types(x.dtype, jnp.float32))
                       if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def check_microbatches(config, mesh):
+  """Raises a clear error unless ``config.batch_size`` splits into ``config.microbatches`` equal
+  parts that each still split over the mesh's devices."""
+  count, n = config.get("microbatches", 1), mesh.devices.size
+  if count < 1 or config.batch_size % (count * n):
+    raise ValueError(f"config.microbatches={count} does not fit batch_size {config.batch_size} on {n} "
+                     f"device(s): batch_size must be a multiple of microbatches x devices ({count} x {n})")
+
+
+def split_microbatches(tree, count):
+  """Every leaf ``(B, ...)`` as ``(B // count, count, ...)``: microbatch i is ``[:, i]``, the
+  examples i, i + count, i + 2 count, ... (strided, so that each keeps an equal share of every
+  device's slice of a batch sharded on its leading axis)."""
+
+  def split(x):
+    if x.ndim == 0 or x.shape[0] % count:
+      raise ValueError(f"cannot split a batch field of shape {x.shape} into {count} microbatches")
+    return x.reshape(x.shape[0] // count, count, *x.shape[1:])
+
+  return jax.tree.map(split, tree)
+
+
+def microbatch(split, i):
+  """Microbatch ``i`` (may be traced) of a ``split_microbatches`` tree."""
+  return jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, axis=1, keepdims=False), split)
+
+
+def accumulate_gradients(grad_fn, params, batch, count, advance=None):
+  """``grad_fn(params, batch) -> ((loss, aux), grads)`` over ``count`` microbatches of ``batch``
+  run one after another (``lax.scan``): only one microbatch's activations are live at a time.
+
+  Returns ((mean loss, aux stacked on a new leading axis of size ``count``), mean grads). For
+  a loss that is a mean over examples this is the full batch's loss and gradient (up to float
+  summation order), except where the model couples examples (batch statistics: each microbatch
+  uses its own, as torch does under gradient accumulation). ``advance(params, aux) -> params``
+  gives the next microbatch's params (e.g. torch buffers advanced by this one); the returned
+  aux of the last microbatch then holds the final values. ``count == 1`` is one plain call.
+  """
+  if count == 1:
+    (loss, aux), grads = grad_fn(params, batch)
+    return (loss, jax.tree.map(lambda a: a[None], aux)), grads
+  split = split_microbatches(batch, count)
+
+  # The scan runs over part indices and slices the parts itself: scanning over a transposed
+  # (count, B // count, ...) copy gives XLA:CPU's FFT a layout it rejects (INFWIDE's Wiener step).
+  def body(carry, i):
+    current, loss_sum, grad_sum = carry
+    (loss, aux), grads = grad_fn(current, microbatch(split, i))
+    current = advance(current, aux) if advance is not None else current
+    return (current, loss_sum + loss.astype(jnp.float32), jax.tree.map(jnp.add, grad_sum, grads)), aux
+
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  init = (params, jnp.zeros((), jnp.float32), zeros)
+  (_, loss_sum, grad_sum), aux = jax.lax.scan(body, init, jnp.arange(count))
+  return (loss_sum / count, aux), jax.tree.map(lambda g: g / count, grad_sum)
 
 
 def initial_params(config, family, module):

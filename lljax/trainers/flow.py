@@ -25,8 +25,9 @@ of torch-BatchNorm modules (SSFlow's encoder) are likewise global.
 Sharding follows ``config.mesh``: ``data`` devices (-1: all) with the batch split over them;
 parameters and optimizer state replicated, or with ``fsdp=True`` every array of at least
 ``fsdp_min_size`` elements sharded over the same axis (``lljax.parallel.state_shardings``).
-Checkpoints restore onto whatever mesh the resuming run has. ``config.compute_dtype`` and
-``config.remat`` (see ``make_train_step``) trade precision and compute for speed and memory.
+Checkpoints restore onto whatever mesh the resuming run has. ``config.compute_dtype``,
+``config.remat`` and ``config.microbatches`` (see ``make_train_step``) trade precision, compute
+and parallelism for speed and memory.
 Runs resume automatically from the newest checkpoint in the workdir; the data stream and the
 per-step RNG depend only on (seed, step), so a resumed run reproduces an uninterrupted one.
 """
@@ -79,12 +80,24 @@ def _dequantize(rng, x, quant):
   return dequantize(rng, x, quant)
 
 
-def loss_fn(module, flow_cfg, params, batch, rng):
-  """Mean NLL (bits per pixel location) of the batch; returns (loss, (aux metrics, new buffers))."""
+def draw_step_inputs(flow_cfg, batch, rng):
+  """The step's randomness, drawn once for the whole batch.
+
+  Returns ((batch, x, logdet0, colour_source), use_gt_prior): the dequantised image to encode
+  ``x`` (B, H, W, 3) with its log-det term (B,), the image whose colour map is the alternative
+  prior mean, and the batch's one prior coin (a boolean scalar).
+  """
   dequant_rng, coin_rng = jax.random.split(rng)
   image, colour_source = flow_target(flow_cfg, batch)
   x, logdet0 = _dequantize(dequant_rng, image, flow_cfg.quant)
   use_gt_prior = jax.random.uniform(coin_rng) < flow_cfg.train_gt_ratio
+  return (batch, x, logdet0, colour_source), use_gt_prior
+
+
+def nll_loss(module, use_gt_prior, params, inputs):
+  """Mean NLL (bits per pixel location) of ``inputs`` (from ``draw_step_inputs``); returns
+  (loss, (aux metrics, new buffers))."""
+  batch, x, logdet0, colour_source = inputs
   out, state = module.apply({"params": params}, batch, x, target=colour_source,
                             use_target_prior=use_gt_prior, method=module.encode, mutable=[BUFFERS])
   pixels = x.shape[1] * x.shape[2]
@@ -92,8 +105,14 @@ def loss_fn(module, flow_cfg, params, batch, rng):
   return jnp.mean(nll), ({"gt_prior": use_gt_prior.astype(jnp.float32)}, state.get(BUFFERS, {}))
 
 
+def loss_fn(module, flow_cfg, params, batch, rng):
+  """Mean NLL (bits per pixel location) of the batch; returns (loss, (aux metrics, new buffers))."""
+  inputs, use_gt_prior = draw_step_inputs(flow_cfg, batch, rng)
+  return nll_loss(module, use_gt_prior, params, inputs)
+
+
 def make_train_step(module, tx, schedule, flow_cfg, seed, mesh, state_shardings=None,
-                    compute_dtype="float32", remat=False):
+                    compute_dtype="float32", remat=False, microbatches=1):
   """The jitted update ``(params, opt_state, step, batch) -> (params, opt_state, metrics)``.
 
   ``state_shardings``: (params, opt_state) sharding trees (default: replicated). The batch is
@@ -102,19 +121,27 @@ def make_train_step(module, tx, schedule, flow_cfg, seed, mesh, state_shardings=
   parameters, optimizer state and log-det/NLL accumulation in float32.
   ``remat=True``: flow steps and encoder blocks recompute their activations in the backward
   pass (``lljax.nn.remat``): same result, for large crops on GPU/TPU (no saving on XLA:CPU).
+  ``microbatches=k``: the batch runs as k sequential parts with gradients averaged
+  (``common.accumulate_gradients``): the same update (dequantisation noise and the prior coin
+  are drawn for the whole batch first) with about 1/k of the activation memory. Torch buffers
+  (SSFlow's BatchNorm) then see k microbatches' statistics, as under torch gradient accumulation.
   """
   repl = parallel.replicated(mesh)
   param_sh, opt_sh = state_shardings or (repl, repl)
 
   def train_step(params, opt_state, step, batch):
     rng = jax.random.fold_in(jax.random.key(seed), step)
-    grad_fn = jax.value_and_grad(functools.partial(loss_fn, module, flow_cfg), has_aux=True)
+    inputs, use_gt_prior = draw_step_inputs(flow_cfg, batch, rng)
+    grad_fn = jax.value_and_grad(functools.partial(nll_loss, module, use_gt_prior), has_aux=True)
     with common.compute_context(compute_dtype, remat):
-      (loss, (aux, buffers)), grads = grad_fn(params, batch, rng)
+      (loss, (aux, buffers)), grads = common.accumulate_gradients(
+          grad_fn, params, inputs, microbatches, advance=lambda p, aux: assign_buffers(p, aux[1]))
+    buffers = jax.tree.map(lambda b: b[-1], buffers)  # the last microbatch's: they were threaded
     params, opt_state, finite = common.guarded_update(tx, params, opt_state, grads, loss)
     params = assign_buffers(params, buffers, assign_if=finite)  # torch buffers (none in LLFlow)
     metrics = {"loss": loss, "finite": finite, "lr": schedule(step),
-               "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads))), **aux}
+               "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads))),
+               **jax.tree.map(jnp.mean, aux)}
     return params, opt_state, metrics
 
   return jax.jit(train_step, donate_argnums=(0, 1), out_shardings=(param_sh, opt_sh, repl))
@@ -203,7 +230,8 @@ def _loop(config, workdir, module, tx, schedule, mesh, ckpts, writer, batches, r
           params, opt_state, start_step, first_batch):
   train_step = make_train_step(module, tx, schedule, config.flow, config.seed, mesh,
                                _state_shardings(params, tx, config, mesh),
-                               config.get("compute_dtype", "float32"), config.get("remat", False))
+                               config.get("compute_dtype", "float32"), config.get("remat", False),
+                               config.get("microbatches", 1))
   first = [first_batch]  # a fresh run's first batch already served the ActNorm init
 
   def next_batch(step):

@@ -195,6 +195,10 @@ def schedule_steps(config, num_examples):
 
 def train(config, workdir):
   """Trains a GAN model as configured; writes checkpoints, metrics and samples to ``workdir``."""
+  if config.get("microbatches", 1) != 1:  # D's update precedes G's loss, so no single sum of parts
+    raise ValueError(f"config.microbatches={config.microbatches}: the GAN trainer has no gradient "
+                     "accumulation (each step updates D before taking G's loss against it); lower "
+                     "config.batch_size instead")
   workdir, family, model_kwargs, module, mesh = common.start_run(config, workdir)
   source = sources.open_source(config.data.name, config.data.train_split, config.data.get("data_dir"))
   total, steps_per_epoch = schedule_steps(config, len(source))

@@ -20,7 +20,8 @@ Optimizer: Adam (``config.optimizer.amsgrad``: the running max of the second mom
 program over the data mesh, params/optimizer state placed by ``lljax.parallel.state_shardings``
 (replicated, or FSDP with ``config.mesh.fsdp``) and donated; ``config.compute_dtype``
 (bfloat16 convolutions, float32 params and objective) and ``config.remat`` (blocks recomputed
-in the backward pass) as in every trainer. Runs resume from the newest checkpoint; the data
+in the backward pass) as in every trainer; ``config.microbatches`` accumulates gradients over
+sequential parts of the batch. Runs resume from the newest checkpoint; the data
 stream depends only on (seed, step).
 """
 
@@ -122,7 +123,11 @@ def make_train_step(module, family, tx, schedule, config, shardings, mesh, compi
 
   ``compiler_options``: XLA options for the compilation (tests lower CPU optimisation levels).
   ``config.compute_dtype``/``config.remat``: see ``common.compute_context`` (the objective is
-  taken in float32).
+  taken in float32). ``config.microbatches=k``: k sequential parts of the batch, gradients
+  averaged (``common.accumulate_gradients``): the same update with ~1/k of the activation memory.
+  (Known XLA:CPU limitation: with k > 1 on a *multi-device CPU* mesh, INFWIDE's FFTs inside the
+  scan fail a layout check in XLA:CPU's FFT thunk (``IsMonotonicWithDim0Major``); one CPU device
+  works, and GPU/TPU run other FFT back ends, untested here.)
   """
   objective = OBJECTIVES[family.OBJECTIVE]
   saturation = float(config.data.get("saturation", 0.0) or 0.0)
@@ -132,10 +137,10 @@ def make_train_step(module, family, tx, schedule, config, shardings, mesh, compi
     grad_fn = jax.value_and_grad(functools.partial(loss_fn, module, family, objective, saturation),
                                  has_aux=True)
     with common.compute_context(config.get("compute_dtype", "float32"), config.get("remat", False)):
-      (loss, parts), grads = grad_fn(params, batch)
+      (loss, parts), grads = common.accumulate_gradients(grad_fn, params, batch, config.get("microbatches", 1))
     params, opt_state, finite = common.guarded_update(tx, params, opt_state, grads, loss)
     metrics = {"loss": loss, "finite": finite, "lr": schedule(step),
-               "grad_norm": optax.global_norm(grads), **parts}
+               "grad_norm": optax.global_norm(grads), **jax.tree.map(jnp.mean, parts)}
     return params, opt_state, metrics
 
   param_sh, opt_sh = shardings

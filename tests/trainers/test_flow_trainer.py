@@ -2,6 +2,7 @@
 
 import pathlib
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -129,6 +130,76 @@ def test_sharded_and_fsdp_steps_match_single_device(embedded_data_dir):
   for _, params, metrics in (replicated, fsdp):
     np.testing.assert_allclose(metrics["loss"], single[2]["loss"], rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-4), params, single[1])
+
+
+def test_microbatched_step_on_4_devices_matches_the_whole_batch_on_1(embedded_data_dir):
+  """``microbatches=2`` over 4 devices gives the update of the whole batch on one device.
+
+  SGD (update linear in the gradients): the dequantisation noise and the prior coin are drawn
+  for the whole batch, so the two differ only in summation order.
+  """
+  import optax  # pylint: disable=import-outside-toplevel
+
+  config = tiny_config(embedded_data_dir)
+  family = models.get("llflow")
+  module = family.Model("tiny")
+  rng = np.random.default_rng(1)
+  batch = {k: rng.uniform(size=(8, 32, 32, 3)).astype(np.float32) for k in ("low", "normal", "histeq")}
+  params0 = init_variables(module, 0, *family.init_inputs(module, 32))["params"]
+  params0 = jax.device_get(flow._actnorm_init(module, params0, batch))  # pylint: disable=protected-access
+  tx, schedule = optax.sgd(0.01), lambda step: 0.01
+  results, loops = [], []
+  for devices, microbatches in ((1, 1), (4, 2)):
+    mesh = parallel.make_mesh(devices)
+    step = flow.make_train_step(module, tx, schedule, config.flow, 0, mesh, microbatches=microbatches)
+    args = (jax.device_put(params0, parallel.replicated(mesh)), tx.init(params0), jnp.int32(3),
+            parallel.global_batch(batch, mesh))
+    loops.append(step.lower(*args).as_text().count("stablehlo.while"))
+    results.append(jax.device_get(step(*args)))
+  (single, _, single_metrics), (micro, _, micro_metrics) = results
+  assert loops[1] > loops[0]  # the parts run in a scan
+  for key in ("loss", "grad_norm", "gt_prior"):
+    np.testing.assert_allclose(micro_metrics[key], single_metrics[key], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-4), micro, single)
+
+
+def test_microbatches_advance_batchnorm_buffers_in_order(embedded_data_dir):
+  """SSFlow's BatchNorm running statistics after a ``microbatches=2`` step are those of two
+  train-mode forward calls, part 0 then part 1 (torch under gradient accumulation)."""
+  import optax  # pylint: disable=import-outside-toplevel
+  from lljax.nn import assign_buffers  # pylint: disable=import-outside-toplevel
+
+  flow_cfg = tiny_config(embedded_data_dir, **{"model.name": "ssflow"}).flow
+  family = models.get("ssflow")
+  module = family.Model("tiny")
+  rng = np.random.default_rng(2)
+  batch = {k: rng.uniform(size=(4, 32, 32, 3)).astype(np.float32) for k in ("low", "normal")}
+  params = jax.device_get(init_variables(module, 0, *family.init_inputs(module, 32))["params"])
+  tx = optax.sgd(0.0)  # only the buffers move
+  step = flow.make_train_step(module, tx, lambda s: 0.0, flow_cfg, 0, parallel.make_mesh(1), microbatches=2)
+  stepped = jax.device_get(step(params, tx.init(params), jnp.int32(5), batch)[0])
+
+  inputs, coin = flow.draw_step_inputs(flow_cfg, batch, jax.random.fold_in(jax.random.key(0), 5))
+  parts = common.split_microbatches(inputs, 2)
+  expected = params
+  for i in range(2):
+    part = common.microbatch(parts, i)
+    expected = assign_buffers(expected, flow.nll_loss(module, coin, expected, part)[1][1])
+  whole = assign_buffers(params, flow.nll_loss(module, coin, params, inputs)[1][1])
+  def running(tree):
+    flat = flax.traverse_util.flatten_dict(tree, sep="/")
+    return {k: v for k, v in flat.items() if k.endswith(("running_mean", "running_var"))}
+
+  assert running(stepped), "SSFlow's encoder has BatchNorm running statistics"
+  for key, value in running(stepped).items():
+    np.testing.assert_allclose(value, running(expected)[key], rtol=1e-5, atol=1e-6)
+  assert any(not np.allclose(v, running(whole)[k]) for k, v in running(stepped).items())
+
+
+def test_microbatches_must_split_the_batch_over_the_devices(tmp_path, embedded_data_dir):
+  config = tiny_config(embedded_data_dir, batch_size=4, microbatches=4, **{"mesh.data": 2})
+  with pytest.raises(ValueError, match=r"microbatches=4 does not fit batch_size 4 on 2 device\(s\)"):
+    flow.train(config, tmp_path / "bad")
 
 
 def test_checkpoints_move_between_meshes(tmp_path, embedded_data_dir):

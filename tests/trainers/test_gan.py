@@ -151,6 +151,14 @@ def test_configs_and_schedule():
   assert float(schedule(jnp.int32(50 * 526))) == pytest.approx(1e-4)
 
 
+def test_microbatches_are_refused_before_anything_is_written(tmp_path, embedded_data_dir):
+  config = tiny_config(embedded_data_dir)
+  config.microbatches = 2
+  with pytest.raises(ValueError, match="microbatches=2: the GAN trainer has no gradient accumulation"):
+    gan.train(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
 def _step_on_mesh(config, params, batch, devices, fsdp=False, compute_dtype="float32", remat=False):
   """One GAN step from ``params`` on ``devices`` fake CPU devices; (state, host state, metrics, HLO)."""
   config.mesh.fsdp, config.mesh.fsdp_min_size = fsdp, 64
