@@ -24,13 +24,19 @@ def peak_rss_gib():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def xla_figures(compiled):
-  """FLOPs (XLA cost analysis: 2 per multiply-add) and memory analysis (GiB) of a compiled program."""
-  cost = compiled.cost_analysis()
+def gflop(program):
+  """GFLOP of a lowered or compiled program by XLA's cost analysis (2 per multiply-add; a while
+  loop's body counts once, whatever its trip count)."""
+  cost = program.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
+  return float(cost.get("flops", float("nan"))) / 1e9
+
+
+def xla_figures(compiled):
+  """FLOPs (``gflop``) and XLA's memory analysis (GiB) of a compiled program."""
   mem = compiled.memory_analysis()
   gib = lambda n: n / 2**30
-  return {"gflop": float(cost.get("flops", float("nan"))) / 1e9,
+  return {"gflop": gflop(compiled),
           "xla_temp_gib": gib(mem.temp_size_in_bytes), "xla_args_gib": gib(mem.argument_size_in_bytes),
           "xla_peak_gib": gib(mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
                               - mem.alias_size_in_bytes)}

@@ -4,12 +4,14 @@
   python benchmarks/train_speed.py --cases llflow@paper llflow@paper:remat
   python benchmarks/train_speed.py case uptflow@720x1280:remat   # one case here: a JSON line
 
-A case is ``MODEL@SHAPE[:remat][:bf16]``. SHAPE ``paper`` is the crop and batch of the model's
+A case is ``MODEL@SHAPE[:remat][:bf16][:mbN]``. SHAPE ``paper`` is the crop and batch of the model's
 release config (``configs/MODEL.py`` with no preset: LLFlow LOL b16 @160², UPT-Flow b8 @160²,
 SSFlow b16 @160², DEvUDP (IN) b4 @256², INFWIDE b8 @256²); ``HxW`` is one image of that size.
 ``remat`` sets ``config.remat`` (blocks recomputed in the backward pass), ``bf16``
-``config.compute_dtype="bfloat16"``. The step is the trainer's own jitted update
-(``make_train_step`` of the flow/GAN/supervised trainer) with random weights and data.
+``config.compute_dtype="bfloat16"``, ``mbN`` ``config.microbatches=N`` (gradients accumulated
+over N sequential parts of the batch: the paper batch in less memory; not for DEvUDP). The step
+is the trainer's own jitted update (``make_train_step`` of the flow/GAN/supervised trainer) with
+random weights and data.
 
 Reported: compile time; GFLOP per step from XLA's cost analysis (2 per multiply-add, all ops);
 XLA's memory analysis ("temp": activations and scratch; "peak": temp + arguments + outputs -
@@ -41,13 +43,18 @@ def default_cases():
 
 
 def parse_case(case):
-  """'llflow@400x600:remat' -> ('llflow', None or (h, w), {'remat': True, 'bf16': False})."""
+  """'llflow@paper:remat:mb2' -> ('llflow', None or (h, w), {'remat': True, 'bf16': False, 'mb': 2})."""
   model, _, rest = case.partition("@")
   shape, *flags = rest.split(":")
-  if model not in MODELS or not (shape == "paper" or "x" in shape) or set(flags) - {"remat", "bf16"}:
-    raise SystemExit(f"bad case {case!r}: MODEL@SHAPE[:remat][:bf16], MODEL in {MODELS}, SHAPE paper or HxW")
+  microbatches = [f for f in flags if f.startswith("mb") and f[2:].isdigit()]
+  if (model not in MODELS or not (shape == "paper" or "x" in shape)
+      or set(flags) - {"remat", "bf16", *microbatches} or len(microbatches) > 1):
+    raise SystemExit(f"bad case {case!r}: MODEL@SHAPE[:remat][:bf16][:mbN], MODEL in {MODELS}, SHAPE paper or HxW")
+  if model == "devudp" and microbatches:
+    raise SystemExit(f"bad case {case!r}: the GAN trainer has no microbatches")
   hw = None if shape == "paper" else tuple(int(v) for v in shape.split("x"))
-  return model, hw, {"remat": "remat" in flags, "bf16": "bf16" in flags}
+  return model, hw, {"remat": "remat" in flags, "bf16": "bf16" in flags,
+                     "mb": int(microbatches[0][2:]) if microbatches else 1}
 
 
 def _config(model, hw, flags):
@@ -58,6 +65,7 @@ def _config(model, hw, flags):
     config.batch_size = 1
   config.remat = flags["remat"]
   config.compute_dtype = "bfloat16" if flags["bf16"] else "float32"
+  config.microbatches = flags["mb"]
   config.mesh.data = 1
   return config
 
@@ -95,7 +103,8 @@ def build_step(model, hw, flags):
   if family.KIND == "flow":
     schedule = common.lr_schedule(config.schedule, config.total_steps)
     tx = common.make_optimizer(config.optimizer, schedule)
-    fn = flow.make_train_step(module, tx, schedule, config.flow, 0, mesh, None, config.compute_dtype, config.remat)
+    fn = flow.make_train_step(module, tx, schedule, config.flow, 0, mesh, None, config.compute_dtype, config.remat,
+                              config.microbatches)
     return fn, (params, tx.init(params), step, batch), lambda args, out: (out[0], out[1], *args[2:])
   if family.KIND == "gan":
     schedule = common.step_decay_schedule(config.schedule.lr, 0, 1.0)
@@ -121,6 +130,8 @@ def run_case(case, repeats, max_gib):
   row = {"case": case, "compile_s": time.perf_counter() - t0, **harness.xla_figures(compiled),
          "batch": int(args[-1]["low"].shape[0]), "hw": list(args[-1]["low"].shape[1:3]),
          "device": str(jax.devices()[0].device_kind)}
+  if flags["mb"] > 1:  # XLA counts a while loop's body once: take the FLOPs of the unsplit step
+    row["gflop"] = harness.gflop(build_step(model, hw, {**flags, "mb": 1})[0].lower(*args))
   if row["xla_peak_gib"] > max_gib:
     return {**row, "median_s": None, "peak_rss_gib": harness.peak_rss_gib()}
   first, times = harness.time_calls(compiled, args, repeats, next_args)

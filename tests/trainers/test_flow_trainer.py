@@ -6,12 +6,13 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import lljax
 from lljax import checkpoint, models, parallel
 from lljax.config_lib import load_config
-from lljax.nn import init_variables, precision
+from lljax.nn import assign_buffers, init_variables, precision
 from lljax.trainers import common, flow
 from lljax.utils.writers import read_jsonl
 
@@ -91,15 +92,20 @@ def test_resume_equals_uninterrupted(tmp_path, embedded_data_dir, monkeypatch):
   assert losses(tmp_path / "straight")[3:] == losses(tmp_path / "resumed")[-3:]
 
 
+def _tiny_llflow(seed):
+  """(tiny LLFlow module, a random batch of 8 at 32², fresh params)."""
+  family = models.get("llflow")
+  module = family.Model("tiny")
+  rng = np.random.default_rng(seed)
+  batch = {k: rng.uniform(size=(8, 32, 32, 3)).astype(np.float32) for k in ("low", "normal", "histeq")}
+  return module, batch, init_variables(module, 0, *family.init_inputs(module, 32))["params"]
+
+
 def _sharded_steps(embedded_data_dir, layouts, steps=2):
   """Runs ``steps`` train steps of tiny LLFlow from the same state for each (devices, fsdp)."""
   assert jax.device_count() >= 8, "tests/conftest.py sets 8 fake CPU devices"
   config = tiny_config(embedded_data_dir)
-  family = models.get("llflow")
-  module = family.Model("tiny")
-  rng = np.random.default_rng(0)
-  batch = {k: rng.uniform(size=(8, 32, 32, 3)).astype(np.float32) for k in ("low", "normal", "histeq")}
-  params0 = init_variables(module, 0, *family.init_inputs(module, 32))["params"]
+  module, batch, params0 = _tiny_llflow(seed=0)
   schedule = common.lr_schedule(config.schedule, config.total_steps)
   tx = common.make_optimizer(config.optimizer, schedule)
   results = []
@@ -138,14 +144,8 @@ def test_microbatched_step_on_4_devices_matches_the_whole_batch_on_1(embedded_da
   SGD (update linear in the gradients): the dequantisation noise and the prior coin are drawn
   for the whole batch, so the two differ only in summation order.
   """
-  import optax  # pylint: disable=import-outside-toplevel
-
   config = tiny_config(embedded_data_dir)
-  family = models.get("llflow")
-  module = family.Model("tiny")
-  rng = np.random.default_rng(1)
-  batch = {k: rng.uniform(size=(8, 32, 32, 3)).astype(np.float32) for k in ("low", "normal", "histeq")}
-  params0 = init_variables(module, 0, *family.init_inputs(module, 32))["params"]
+  module, batch, params0 = _tiny_llflow(seed=1)
   params0 = jax.device_get(flow._actnorm_init(module, params0, batch))  # pylint: disable=protected-access
   tx, schedule = optax.sgd(0.01), lambda step: 0.01
   results, loops = [], []
@@ -166,9 +166,6 @@ def test_microbatched_step_on_4_devices_matches_the_whole_batch_on_1(embedded_da
 def test_microbatches_advance_batchnorm_buffers_in_order(embedded_data_dir):
   """SSFlow's BatchNorm running statistics after a ``microbatches=2`` step are those of two
   train-mode forward calls, part 0 then part 1 (torch under gradient accumulation)."""
-  import optax  # pylint: disable=import-outside-toplevel
-  from lljax.nn import assign_buffers  # pylint: disable=import-outside-toplevel
-
   flow_cfg = tiny_config(embedded_data_dir, **{"model.name": "ssflow"}).flow
   family = models.get("ssflow")
   module = family.Model("tiny")
