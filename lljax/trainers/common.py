@@ -119,9 +119,9 @@ def microbatch(split, i):
   return jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, axis=1, keepdims=False), split)
 
 
-def accumulate_gradients(grad_fn, params, batch, count, advance=None):
+def accumulate_gradients(grad_fn, params, batch, count, advance=None, loop="auto"):
   """``grad_fn(params, batch) -> ((loss, aux), grads)`` over ``count`` microbatches of ``batch``
-  run one after another (``lax.scan``): only one microbatch's activations are live at a time.
+  run one after another: only one microbatch's activations are live at a time.
 
   Returns ((mean loss, aux stacked on a new leading axis of size ``count``), mean grads). For
   a loss that is a mean over examples this is the full batch's loss and gradient (up to float
@@ -129,11 +129,24 @@ def accumulate_gradients(grad_fn, params, batch, count, advance=None):
   uses its own, as torch does under gradient accumulation). ``advance(params, aux) -> params``
   gives the next microbatch's params (e.g. torch buffers advanced by this one); the returned
   aux of the last microbatch then holds the final values. ``count == 1`` is one plain call.
+
+  ``loop``: "scan" (one ``lax.scan``: the step is compiled once), "unrolled" (the parts written
+  out in sequence, see ``_accumulate_unrolled``) or "auto": unrolled on XLA:CPU, where
+  convolutions inside a loop body miss the fast kernels (~20x slower; and INFWIDE's FFTs in a
+  scan fail a layout check of XLA:CPU's FFT thunk on a multi-device CPU mesh), scan elsewhere.
   """
   if count == 1:
     (loss, aux), grads = grad_fn(params, batch)
     return (loss, jax.tree.map(lambda a: a[None], aux)), grads
-  split = split_microbatches(batch, count)
+  if loop == "auto":
+    loop = "unrolled" if jax.default_backend() == "cpu" else "scan"
+  accumulate = {"scan": _accumulate_scanned, "unrolled": _accumulate_unrolled}[loop]
+  loss_sum, aux, grad_sum = accumulate(grad_fn, params, split_microbatches(batch, count), count, advance)
+  return (loss_sum / count, aux), jax.tree.map(lambda g: g / count, grad_sum)
+
+
+def _accumulate_scanned(grad_fn, params, split, count, advance):
+  """(loss sum, aux stacked, grad sum) of the parts in one ``lax.scan``."""
 
   # The scan runs over part indices and slices the parts in place: no transposed copy of the batch.
   def body(carry, i):
@@ -145,7 +158,38 @@ def accumulate_gradients(grad_fn, params, batch, count, advance=None):
   zeros = jax.tree.map(jnp.zeros_like, params)
   init = (params, jnp.zeros((), jnp.float32), zeros)
   (_, loss_sum, grad_sum), aux = jax.lax.scan(body, init, jnp.arange(count))
-  return (loss_sum / count, aux), jax.tree.map(lambda g: g / count, grad_sum)
+  return loss_sum, aux, grad_sum
+
+
+def _accumulate_unrolled(grad_fn, params, split, count, advance):
+  """(loss sum, aux stacked, grad sum) of the parts written out one after another.
+
+  XLA:CPU canonicalises only the entry computation's convolutions for its fast (YNNPACK/Eigen)
+  kernels, so those of a scanned step's backward pass run on the naive emitter. Here each part
+  instead takes its inputs through ``_after`` the previous parts' gradients: a data dependency,
+  so XLA cannot overlap the parts and frees one's activations before the next runs (XLA:CPU
+  drops an ``optimization_barrier`` before scheduling, so a barrier would not do). Costs
+  ``count`` copies of the step to compile.
+  """
+  current, loss_sum, grad_sum, auxes = params, jnp.zeros((), jnp.float32), None, []
+  for i in range(count):
+    part = microbatch(split, i) if grad_sum is None else _after(microbatch(split, i), grad_sum)
+    (loss, aux), grads = grad_fn(current, part)
+    current = advance(current, aux) if advance is not None else current
+    loss_sum = loss_sum + loss.astype(jnp.float32)
+    grad_sum = grads if grad_sum is None else jax.tree.map(jnp.add, grad_sum, grads)
+    auxes.append(aux)
+  return loss_sum, jax.tree.map(lambda *a: jnp.stack(a), *auxes), grad_sum
+
+
+def _after(tree, grads):
+  """``tree`` with an exact zero added to its floating leaves, a zero computed from one element
+  of every leaf of ``grads``: the same values, which XLA must compute after all of ``grads``.
+  (``isnan`` keeps a NaN gradient out of the zero; XLA folds ``x * 0`` only for integers.)"""
+  probes = [jnp.isnan(g[(0,) * g.ndim]).astype(jnp.float32) for g in jax.tree.leaves(grads)]
+  zero = sum(probes) * 0.0
+  tie = lambda a: a + zero.astype(a.dtype) if jnp.issubdtype(a.dtype, jnp.inexact) else a
+  return jax.tree.map(tie, tree)
 
 
 def initial_params(config, family, module):

@@ -125,9 +125,6 @@ def make_train_step(module, family, tx, schedule, config, shardings, mesh, compi
   ``config.compute_dtype``/``config.remat``: see ``common.compute_context`` (the objective is
   taken in float32). ``config.microbatches=k``: k sequential parts of the batch, gradients
   averaged (``common.accumulate_gradients``): the same update with ~1/k of the activation memory.
-  (Known XLA:CPU limitation: with k > 1 on a *multi-device CPU* mesh, INFWIDE's FFTs inside the
-  scan fail a layout check in XLA:CPU's FFT thunk (``IsMonotonicWithDim0Major``); one CPU device
-  works, and GPU/TPU run other FFT back ends, untested here.)
   """
   objective = OBJECTIVES[family.OBJECTIVE]
   saturation = float(config.data.get("saturation", 0.0) or 0.0)
