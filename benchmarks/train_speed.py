@@ -6,10 +6,11 @@
 
 A case is ``MODEL@SHAPE[:remat][:bf16][:mbN]``. SHAPE ``paper`` is the crop and batch of the model's
 release config (``configs/MODEL.py`` with no preset: LLFlow LOL b16 @160², UPT-Flow b8 @160²,
-SSFlow b16 @160², DEvUDP (IN) b4 @256², INFWIDE b8 @256²); ``HxW`` is one image of that size.
-``remat`` sets ``config.remat`` (blocks recomputed in the backward pass), ``bf16``
-``config.compute_dtype="bfloat16"``, ``mbN`` ``config.microbatches=N`` (gradients accumulated
-over N sequential parts of the batch: the paper batch in less memory; not for DEvUDP). The step
+SSFlow b16 @160², DEvUDP (IN) b4 @256², INFWIDE b8 @256²); ``HxW`` is one image of that size,
+``BxHxW`` a batch of B images (to compare flags on the same batch). ``remat`` sets
+``config.remat`` (blocks recomputed in the backward pass), ``bf16``
+``config.compute_dtype="bfloat16"``, ``mbN`` ``config.microbatches=N`` (gradients accumulated over
+N sequential parts of the batch: the paper batch in less memory; not for DEvUDP). The step
 is the trainer's own jitted update (``make_train_step`` of the flow/GAN/supervised trainer) with
 random weights and data.
 
@@ -43,13 +44,15 @@ def default_cases():
 
 
 def parse_case(case):
-  """'llflow@paper:remat:mb2' -> ('llflow', None or (h, w), {'remat': True, 'bf16': False, 'mb': 2})."""
+  """'llflow@paper:remat:mb2' -> ('llflow', None, {'remat': True, 'bf16': False, 'mb': 2});
+  the shape is None for 'paper', else (h, w) or (b, h, w)."""
   model, _, rest = case.partition("@")
   shape, *flags = rest.split(":")
   microbatches = [f for f in flags if f.startswith("mb") and f[2:].isdigit()]
-  if (model not in MODELS or not (shape == "paper" or "x" in shape)
+  if (model not in MODELS or not (shape == "paper" or shape.count("x") in (1, 2))
       or set(flags) - {"remat", "bf16", *microbatches} or len(microbatches) > 1):
-    raise SystemExit(f"bad case {case!r}: MODEL@SHAPE[:remat][:bf16][:mbN], MODEL in {MODELS}, SHAPE paper or HxW")
+    raise SystemExit(f"bad case {case!r}: MODEL@SHAPE[:remat][:bf16][:mbN], MODEL in {MODELS}, "
+                     "SHAPE paper, HxW or BxHxW")
   if model == "devudp" and microbatches:
     raise SystemExit(f"bad case {case!r}: the GAN trainer has no microbatches")
   hw = None if shape == "paper" else tuple(int(v) for v in shape.split("x"))
@@ -62,7 +65,7 @@ def _config(model, hw, flags):
 
   config = load_config(str(ROOT / "configs" / f"{model}.py"))
   if hw is not None:
-    config.batch_size = 1
+    config.batch_size = hw[0] if len(hw) == 3 else 1
   config.remat = flags["remat"]
   config.compute_dtype = "bfloat16" if flags["bf16"] else "float32"
   config.microbatches = flags["mb"]
@@ -73,7 +76,7 @@ def _config(model, hw, flags):
 def _random_batch(family, module, config, hw):
   import numpy as np  # pylint: disable=import-outside-toplevel
 
-  h, w = hw or (config.data.crop_size,) * 2
+  h, w = hw[-2:] if hw else (config.data.crop_size,) * 2
   rng = np.random.default_rng(0)
   image = lambda scale=1.0: (rng.random((config.batch_size, h, w, 3), np.float32) * scale)
   inputs = family.init_inputs(module)[0]  # flows: a dict of the model's inputs (+ host features)
@@ -130,7 +133,7 @@ def run_case(case, repeats, max_gib):
   row = {"case": case, "compile_s": time.perf_counter() - t0, **harness.xla_figures(compiled),
          "batch": int(args[-1]["low"].shape[0]), "hw": list(args[-1]["low"].shape[1:3]),
          "device": str(jax.devices()[0].device_kind)}
-  if flags["mb"] > 1:  # XLA counts a while loop's body once: take the FLOPs of the unsplit step
+  if flags["mb"] > 1:  # XLA counts a scan's body once: take the FLOPs of the unsplit step (same work)
     row["gflop"] = harness.gflop(build_step(model, hw, {**flags, "mb": 1})[0].lower(*args))
   if row["xla_peak_gib"] > max_gib:
     return {**row, "median_s": None, "peak_rss_gib": harness.peak_rss_gib()}
