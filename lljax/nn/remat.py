@@ -8,8 +8,10 @@ flows' ``FlowStep``, the encoders' repeated blocks (LLFlow's RRDB, UPT-Flow's tr
 blocks, SSFlow's U-Net blocks), DEvUDP's ResBlocks and INFWIDE's ResBlocks and cross-residual
 blocks. Parameter names and values are unchanged, so checkpoints work either way, and so are
 the results (up to XLA's float reassociation). The saving is XLA's to make: GPU/TPU schedules
-exploit it; XLA's CPU backend was measured to keep the same temp memory
-(``benchmarks/README.md``).
+exploit it. XLA's CPU backend does not: it removes the optimization barriers that keep the
+recomputation apart before its last CSE and its scheduling, so the recomputed forward is merged
+back into the original or scheduled beside it, and temp memory stays the same
+(``benchmarks/README.md``). On a CPU, ``config.microbatches`` is what cuts activation memory.
 
 Like ``lljax.nn.precision.autocast`` the setting is read while tracing: wrap the traced body
 (the train step's gradient computation), not the call of a compiled function.
