@@ -195,7 +195,7 @@ def _infwide_step_on_mesh(devices, fsdp=False, compute_dtype="float32", remat=Fa
 
 
 def test_step_on_8_devices_with_fsdp_and_remat_or_in_microbatches_matches_and_bf16_is_close():
-  """One step on 1 device == on 8 with FSDP and rematerialised blocks == in 2 microbatches
+  """One step on 1 device == on 8 with FSDP and rematerialised blocks == in 2 microbatches on 4
   (SGD, whose update is linear in the gradients; layouts differ only in reduction order);
   bf16 autocast gives a loss within 2 % of float32."""
   assert jax.device_count() >= 8, "tests/conftest.py sets 8 fake CPU devices"
