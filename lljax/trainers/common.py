@@ -18,7 +18,7 @@ import optax
 from lljax import api, checkpoint, models, parallel
 from lljax.metrics import mae, psnr, ssim
 from lljax.nn import init_variables, precision
-from lljax.nn.remat import rematerialize
+from lljax.nn.remat import rematerialize, tie_after
 from lljax.utils.images import make_grid, save_png, to_uint8
 from lljax.utils.progress import Progress
 
@@ -166,30 +166,20 @@ def _accumulate_unrolled(grad_fn, params, split, count, advance):
 
   XLA:CPU canonicalises only the entry computation's convolutions for its fast (YNNPACK/Eigen)
   kernels, so those of a scanned step's backward pass run on the naive emitter. Here each part
-  instead takes its inputs through ``_after`` the previous parts' gradients: a data dependency,
+  instead takes its inputs through ``tie_after`` the previous parts' gradients: a data dependency,
   so XLA cannot overlap the parts and frees one's activations before the next runs (XLA:CPU
   drops an ``optimization_barrier`` before scheduling, so a barrier would not do). Costs
   ``count`` copies of the step to compile.
   """
   current, loss_sum, grad_sum, auxes = params, jnp.zeros((), jnp.float32), None, []
   for i in range(count):
-    part = microbatch(split, i) if grad_sum is None else _after(microbatch(split, i), grad_sum)
+    part = microbatch(split, i) if grad_sum is None else tie_after(microbatch(split, i), grad_sum)
     (loss, aux), grads = grad_fn(current, part)
     current = advance(current, aux) if advance is not None else current
     loss_sum = loss_sum + loss.astype(jnp.float32)
     grad_sum = grads if grad_sum is None else jax.tree.map(jnp.add, grad_sum, grads)
     auxes.append(aux)
   return loss_sum, jax.tree.map(lambda *a: jnp.stack(a), *auxes), grad_sum
-
-
-def _after(tree, grads):
-  """``tree`` with an exact zero added to its floating leaves, a zero computed from one element
-  of every leaf of ``grads``: the same values, which XLA must compute after all of ``grads``.
-  (``isnan`` keeps a NaN gradient out of the zero; XLA folds ``x * 0`` only for integers.)"""
-  probes = [jnp.isnan(g[(0,) * g.ndim]).astype(jnp.float32) for g in jax.tree.leaves(grads)]
-  zero = sum(probes) * 0.0
-  tie = lambda a: a + zero.astype(a.dtype) if jnp.issubdtype(a.dtype, jnp.inexact) else a
-  return jax.tree.map(tie, tree)
 
 
 def initial_params(config, family, module):

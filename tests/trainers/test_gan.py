@@ -192,7 +192,8 @@ def test_step_on_8_devices_with_fsdp_and_remat_matches_1_device_and_bf16_is_clos
   _, single, single_metrics, plain_hlo = _step_on_mesh(config, params, batch, 1)
   sharded, sharded_host, sharded_metrics, remat_hlo = _step_on_mesh(config, params, batch, 8, fsdp=True, remat=True)
   assert any(not a.sharding.is_fully_replicated for a in jax.tree.leaves(sharded["params"]))
-  assert "optimization_barrier" in remat_hlo and "optimization_barrier" not in plain_hlo  # remat applied
+  convolutions = [hlo.count("stablehlo.convolution") for hlo in (plain_hlo, remat_hlo)]
+  assert convolutions[1] > convolutions[0]  # remat applied: the blocks' convolutions recomputed
   for key in ("loss", "d_loss"):
     np.testing.assert_allclose(sharded_metrics[key], single_metrics[key], rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-4), sharded_host, single)

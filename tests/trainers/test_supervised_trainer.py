@@ -202,7 +202,8 @@ def test_step_on_8_devices_with_fsdp_and_remat_or_in_microbatches_matches_and_bf
   _, single, single_metrics, plain_hlo = _infwide_step_on_mesh(1)
   sharded, sharded_host, sharded_metrics, remat_hlo = _infwide_step_on_mesh(8, fsdp=True, remat=True)
   assert any(not a.sharding.is_fully_replicated for a in jax.tree.leaves(sharded))
-  assert "optimization_barrier" in remat_hlo and "optimization_barrier" not in plain_hlo  # remat applied
+  convolutions = [hlo.count("stablehlo.convolution") for hlo in (plain_hlo, remat_hlo)]
+  assert convolutions[1] > convolutions[0]  # remat applied: the blocks' convolutions recomputed
   np.testing.assert_allclose(sharded_metrics["loss"], single_metrics["loss"], rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-4), sharded_host, single)
   _, micro, micro_metrics, micro_hlo = _infwide_step_on_mesh(4, microbatches=2)
