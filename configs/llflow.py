@@ -47,7 +47,7 @@ def get_config(arg=None):
   c.mesh = dict(data=-1, fsdp=False, fsdp_min_size=2**18)
   # "bfloat16": convs/matmuls in bf16 (like the official fp16 autocast), params and log-dets f32.
   c.compute_dtype = "float32"
-  # True: recompute each block's activations in the backward pass (GPU/TPU memory; +4-16 % FLOPs).
+  # True: recompute each block's activations in the backward pass (less memory; +5-30 % FLOPs).
   c.remat = False
   # k > 1: the batch runs as k sequential parts, gradients averaged (same update, ~1/k activations).
   c.microbatches = 1

@@ -120,7 +120,7 @@ def make_train_step(module, tx, schedule, flow_cfg, seed, mesh, state_shardings=
   ``compute_dtype="bfloat16"``: convolutions and matmuls in bfloat16 (``lljax.nn.precision``),
   parameters, optimizer state and log-det/NLL accumulation in float32.
   ``remat=True``: flow steps and encoder blocks recompute their activations in the backward
-  pass (``lljax.nn.remat``): same result, for large crops on GPU/TPU (no saving on XLA:CPU).
+  pass (``lljax.nn.remat``): same result in less memory, for large crops.
   ``microbatches=k``: the batch runs as k sequential parts with gradients averaged
   (``common.accumulate_gradients``): the same update (dequantisation noise and the prior coin
   are drawn for the whole batch first) with about 1/k of the activation memory. Torch buffers
