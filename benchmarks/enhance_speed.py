@@ -11,10 +11,14 @@ One warm-up call (XLA compilation, reported separately), then the median of ``--
 calls (``--repeats 0``: the first call's time, compilation included, e.g. for 24-megapixel cases:
 ``llflow/small@4000x6000``). Peak RSS is the process's ``ru_maxrss`` (interpreter, JAX runtime, model and compiled
 programs included); "XLA temp" is the compiled enhance program's scratch memory from XLA's memory
-analysis (largest program of the case). Weights are random (speed does not depend on them).
+analysis (largest program of the case). "GFLOP/image" is XLA's cost analysis of each enhance
+program times the number of times one image runs it (one call, or one per tile); the downscaled
+global-prior pass of tiled photos is not counted (a few % of a tile). Weights are random (speed
+does not depend on them).
 Each case runs in its own process so the peak RSS is that case's alone.
 """
 
+import collections
 import json
 import statistics
 import time
@@ -57,14 +61,16 @@ def run_case(case, repeats):
   module = family.Model(**config)
   params = init_variables(module, 0, *family.init_inputs(module))["params"]
   restorer = api.Restorer(name, config, params)
-  temp = {}
+  temp, gflop, calls = {}, {}, collections.Counter()
   run_enhance = restorer._run_enhance  # pylint: disable=protected-access
 
-  def measured(inputs, temperature, rng, prior_map=None):  # records XLA's scratch size per program
+  def measured(inputs, temperature, rng, prior_map=None):  # XLA's scratch size and FLOPs per program
     key = (inputs["low"].shape, prior_map is not None)
     if key not in temp:
       lowered = restorer._enhance.lower(restorer.params, inputs, np.float32(temperature), rng, prior_map)  # pylint: disable=protected-access
-      temp[key] = lowered.compile().memory_analysis().temp_size_in_bytes
+      compiled = lowered.compile()
+      temp[key], gflop[key] = compiled.memory_analysis().temp_size_in_bytes, harness.gflop(compiled)
+    calls[key] += 1
     return run_enhance(inputs, temperature, rng, prior_map)
 
   restorer._run_enhance = measured  # pylint: disable=protected-access
@@ -76,6 +82,7 @@ def run_case(case, repeats):
   t0 = time.perf_counter()
   restorer.enhance_image(image, kernel, **DEFAULTS)
   first = time.perf_counter() - t0
+  gflop_per_image = sum(gflop[key] * n for key, n in calls.items())
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()
@@ -83,6 +90,7 @@ def run_case(case, repeats):
     times.append(time.perf_counter() - t0)
   median = statistics.median(times) if times else first
   return {"case": case, "first_s": first, "median_s": median, "images_per_s": 1.0 / median, "times": times,
+          "gflop": gflop_per_image, "gflops_per_s": gflop_per_image / median,
           "tiled": h * w > DEFAULTS["max_pixels"], "programs": len(restorer.compiled_shapes),
           "xla_temp_gib": max(temp.values()) / 2**30,
           "peak_rss_gib": harness.peak_rss_gib(),
@@ -99,11 +107,13 @@ def main():
   if not rows:
     return
   print(f"device: {rows[0]['device']}")
-  print("| case | images/s | s/image | first call (s) | tiled | programs | XLA temp (GiB) | peak RSS (GiB) |")
-  print("|---|---|---|---|---|---|---|---|")
+  print("| case | images/s | s/image | first call (s) | GFLOP/image | GFLOP/s | tiled | programs | XLA temp (GiB) "
+        "| peak RSS (GiB) |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['case']} | {r['images_per_s']:.3f} | {r['median_s']:.2f} | {r['first_s']:.1f} | "
-          f"{'yes' if r['tiled'] else 'no'} | {r['programs']} | {r['xla_temp_gib']:.2f} | {r['peak_rss_gib']:.2f} |")
+    print(f"| {r['case']} | {r['images_per_s']:.3f} | {r['median_s']:.2f} | {r['first_s']:.1f} | {r['gflop']:.0f} | "
+          f"{r['gflops_per_s']:.1f} | {'yes' if r['tiled'] else 'no'} | {r['programs']} | {r['xla_temp_gib']:.2f} "
+          f"| {r['peak_rss_gib']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lljax.nn import Conv2d, init_variables, torch_default_kernel
+from lljax.nn.conv import depthwise_taps
 
 
 def _torch_conv_reference(x, w, b, stride, pad, groups, mode):
@@ -40,6 +41,40 @@ def test_conv_matches_torch_semantics(k, stride, groups, mode):
   got = conv.apply({"params": params}, jnp.asarray(x.transpose(0, 2, 3, 1)))
   want = _torch_conv_reference(x.astype(np.float64), w, b, stride, k // 2, groups, mode)
   np.testing.assert_allclose(np.asarray(got).transpose(0, 3, 1, 2), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,stride,mode", [(3, 1, "zeros"), (3, 2, "zeros"), (5, 1, "reflect")])
+def test_depthwise_conv_matches_torch_semantics(k, stride, mode):
+  """groups == in == out channels (on the CPU: ``depthwise_taps``, not XLA's grouped conv)."""
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(2, 4, 9, 8)).astype(np.float32)
+  conv = Conv2d(4, k, stride=stride, groups=4, padding_mode=mode)
+  params = init_variables(conv, 0, jnp.zeros((1, 9, 8, 4)))["params"]
+  w, b = np.asarray(params["kernel"]).transpose(3, 2, 0, 1), np.asarray(params["bias"])
+  got = conv.apply({"params": params}, jnp.asarray(x.transpose(0, 2, 3, 1)))
+  want = _torch_conv_reference(x.astype(np.float64), w, b, stride, k // 2, 4, mode)
+  np.testing.assert_allclose(np.asarray(got).transpose(0, 3, 1, 2), want, atol=1e-5)
+
+
+def test_depthwise_taps_value_and_gradients_equal_the_grouped_convolution():
+  """Strides, dilation and uneven padding; gradients with respect to input and kernel."""
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.normal(size=(2, 11, 10, 6)).astype(np.float32))
+  kernel = jnp.asarray(rng.normal(size=(3, 3, 1, 6)).astype(np.float32))
+  pads, stride, dilation = ((1, 2), (2, 0)), (2, 1), (1, 2)
+
+  def grouped(x, kernel):
+    return jax.lax.conv_general_dilated(x, kernel, stride, pads, rhs_dilation=dilation,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6)
+
+  def taps(x, kernel):
+    return depthwise_taps(x, kernel, pads, stride, dilation)
+
+  np.testing.assert_allclose(taps(x, kernel), grouped(x, kernel), rtol=1e-5, atol=1e-5)
+  cotangent = jnp.asarray(rng.normal(size=grouped(x, kernel).shape).astype(np.float32))
+  loss = lambda f: lambda x, k: jnp.sum(f(x, k) * cotangent)
+  for got, want in zip(jax.grad(loss(taps), (0, 1))(x, kernel), jax.grad(loss(grouped), (0, 1))(x, kernel)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_torch_default_init_bounds():
