@@ -77,8 +77,8 @@ def run_case(case, repeats):
   image = np.random.default_rng(0).random((h, w, 3), dtype=np.float32) * 0.2
   kernel = None
   if restorer.needs_kernel:  # non-blind deblurring (INFWIDE): a 37x37 motion kernel
-    from lljax.data import degrade  # pylint: disable=import-outside-toplevel
-    kernel = degrade.motion_kernel(0)[0]
+    from lljax.imaging import motion  # pylint: disable=import-outside-toplevel
+    kernel = motion.motion_kernel(0)[0]
   t0 = time.perf_counter()
   restorer.enhance_image(image, kernel, **DEFAULTS)
   first = time.perf_counter() - t0

@@ -51,7 +51,7 @@ def run_case(spec):
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   from lljax import api, models  # pylint: disable=import-outside-toplevel
-  from lljax.data import degrade  # pylint: disable=import-outside-toplevel
+  from lljax.imaging import motion  # pylint: disable=import-outside-toplevel
   from lljax.nn import init_variables  # pylint: disable=import-outside-toplevel
 
   family = models.get("infwide")
@@ -63,7 +63,7 @@ def run_case(spec):
   restorer = api.Restorer("infwide", config, params)
   rng = np.random.default_rng(0)
   image = np.clip(rng.random((h, w, 3)) * 0.6, 0, 1).astype(np.float32)
-  kernel, _ = degrade.motion_kernel(0)
+  kernel, _ = motion.motion_kernel(0)
 
   def call():
     if mode == "tiled":

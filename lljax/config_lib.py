@@ -31,19 +31,23 @@ def parse_arg(arg, *, presets, default_preset, flags=()):
         raise ConfigError(f"two presets given ({preset!r} and {name!r}); pick one of {', '.join(presets)}")
       preset = name
     elif name in set_flags:
-      set_flags[name] = _parse_bool(name, value) if value else True
+      set_flags[name] = parse_bool(value, f"flag {name!r}") if value else True
     else:
       raise ConfigError(f"unknown config argument {token!r}; presets: {', '.join(presets)}"
                         + (f"; flags: {', '.join(flags)}" if flags else ""))
   return preset or default_preset, set_flags
 
 
-def _parse_bool(name, value):
-  if value.lower() in ("1", "true", "yes"):
+def parse_bool(text, what, error=ConfigError):
+  """``1``/``true``/``yes`` -> True, ``0``/``false``/``no`` -> False (any case).
+
+  Anything else raises ``error(f"{what} takes true/false, got {text!r}")``.
+  """
+  if text.lower() in ("1", "true", "yes"):
     return True
-  if value.lower() in ("0", "false", "no"):
+  if text.lower() in ("0", "false", "no"):
     return False
-  raise ConfigError(f"flag {name!r} takes true/false, got {value!r}")
+  raise error(f"{what} takes true/false, got {text!r}")
 
 
 def load_config(spec):

@@ -84,8 +84,3 @@ def state_shardings(tree, mesh, fsdp=False, min_size=2**18):
     shape = getattr(leaf, "shape", ())
     return NamedSharding(mesh, fsdp_spec(shape, n, min_size) if fsdp else P())
   return jax.tree.map(one, tree)
-
-
-def put_state(tree, mesh, fsdp=False):
-  """Places a host/device tree with ``state_shardings``."""
-  return jax.device_put(tree, state_shardings(tree, mesh, fsdp))

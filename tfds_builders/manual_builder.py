@@ -4,7 +4,7 @@ Subclasses describe the official layout (`_layout`), list the examples of
 each split (`_split_items`: pairing is checked here, before anything is
 written) and may add features (`_extra_features`) or replace example making
 (`_make_example`). The base finds the data under `manual_dir` (an archive or
-its extracted folder, see `lljax.data.manual`), reads every image with full
+its extracted folder, see `lljax.imaging.finder`), reads every image with full
 validation on a thread pool, writes `array_record` (no TensorFlow needed)
 and saves, in the dataset's `metadata.json`, the sha256 of the archive and
 of every file it read.
@@ -27,7 +27,8 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from lljax.data import manual
+from lljax.imaging import finder
+from lljax.imaging import manual
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +68,7 @@ def bounded_map(fn: Callable[[Any], Any], items: Iterable[Any],
 
 
 class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """A `GeneratorBasedBuilder` over a manual download checked by lljax.data.manual."""
+  """A `GeneratorBasedBuilder` over a manual download checked by lljax.imaging.manual."""
 
   HOMEPAGE = ''
   # True when `low` is synthesised by the builder (no low_file feature).
@@ -165,7 +166,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           f'manual_dir {missing} is missing or empty; put {layout.expected()} '
           f'there (see MANUAL_DOWNLOAD_INSTRUCTIONS of {self.name})') from e
     extract_dir = self._extract_dir or os.fspath(dl_manager.download_dir / 'extracted')
-    root = manual.locate(manual_dir, layout, extract_dir)
+    root = finder.locate(manual_dir, layout, extract_dir)
     self._roots.append(root)
     logging.info('%s: reading %s', self.name, root.display(''))
     return root

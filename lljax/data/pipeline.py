@@ -33,6 +33,7 @@ import grain
 import numpy as np
 from PIL import Image
 
+from lljax import tiling
 from lljax.data import sources as sources_lib
 
 Example = Mapping[str, Any]
@@ -54,10 +55,11 @@ def _as_str(value: Any) -> str:
 
 
 def _to_float(array: Any) -> np.ndarray:
-  """uint8 -> float32 / 255 in [0, 1]; other arrays unchanged."""
+  """uint8 -> float32 / 255 in [0, 1] (a division, as torchvision's ``ToTensor``: multiplying by
+  1/255 differs in the last bit for half the values); other arrays unchanged."""
   array = np.asarray(array)
   if array.dtype == np.uint8:
-    return array.astype(np.float32) * np.float32(1.0 / 255.0)
+    return array.astype(np.float32) / np.float32(255.0)
   return array
 
 
@@ -161,17 +163,14 @@ class Augment:
     left = int(rng.integers(0, width - crop_w + 1))
     flip = bool(rng.integers(0, 2)) and self.flip
     vflip = self.vflip and bool(rng.integers(0, 2))
+    # Flip columns (flip), rows (vflip), then transpose: as tiling.transform's
+    # (transpose, flip rows, flip columns), a transpose first swaps the flips.
+    geometry = (True, flip, vflip) if transpose else (False, vflip, flip)
     out = {}
     for key, value in fields.items():
       value = np.asarray(value)
       if value.ndim >= 2 and value.shape[:2] == (height, width):
-        value = value[top:top + crop_h, left:left + crop_w]
-        if flip:
-          value = value[:, ::-1]
-        if vflip:
-          value = value[::-1]
-        if transpose:
-          value = np.swapaxes(value, 0, 1)
+        value = tiling.transform(value[top:top + crop_h, left:left + crop_w], geometry)
       out[key] = _to_float(value)
     return out
 

@@ -37,8 +37,8 @@ import tempfile
 import time
 from typing import Any, Sequence
 
-from lljax.data import manual
 from lljax.data import sources
+from lljax.imaging import manual
 
 BUILDERS = ('lol', 'lol_v2', 'lol_blur', 'gopro', 'realblur_j', 'nightshot', 'embedded_photos')
 

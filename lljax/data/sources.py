@@ -286,7 +286,7 @@ class FolderSource:
   """
 
   def __init__(self, path: str | os.PathLike[str], key: str = 'low'):
-    from lljax.data import manual  # pylint: disable=g-import-not-at-top
+    from lljax.imaging import manual  # pylint: disable=g-import-not-at-top
 
     self.path = pathlib.Path(path).expanduser()
     self.key = key
@@ -297,7 +297,7 @@ class FolderSource:
       subdirs[:] = sorted(d for d in subdirs if not d.startswith('.'))
       for name in names:
         rel = os.path.relpath(os.path.join(directory, name), self.path).replace(os.sep, '/')
-        if name.startswith('.') or name.lower() in ('thumbs.db', 'desktop.ini'):
+        if manual.is_junk(name):
           continue
         (files if manual.is_image_name(name) else self.ignored).append(rel)
     if not files:
@@ -315,7 +315,7 @@ class FolderSource:
     return len(self.files)
 
   def __getitem__(self, index: int) -> dict[str, Any]:
-    from lljax.data import manual  # pylint: disable=g-import-not-at-top
+    from lljax.imaging import manual  # pylint: disable=g-import-not-at-top
     from lljax.utils import images  # pylint: disable=g-import-not-at-top
 
     rel = self.files[index]

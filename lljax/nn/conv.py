@@ -84,10 +84,10 @@ def depthwise_taps(x, kernel, pads, stride=(1, 1), dilation=(1, 1)):
 
   x: (B, H, W, C); kernel: (kh, kw, 1, C); pads: ((top, bottom), (left, right)) zero padding.
   The same result as ``conv_general_dilated(..., feature_group_count=C)``, accumulated in at
-  least float32. XLA's CPU backend runs grouped convolutions on its naive emitter: a 3x3
-  depthwise conv of a (1, 400, 600, 144) map took 1434 ms there and 131 ms as taps, which
-  made UPT-Flow's Restormer encoder (depthwise convs in every block) 2.8x slower than the
-  official PyTorch code.
+  least float32. XLA's CPU backend runs grouped convolutions on its naive emitter, far slower
+  than these shifted multiply-adds, which made UPT-Flow's Restormer encoder (depthwise convs in
+  every block) slower than the official PyTorch code (``benchmarks/README.md``, "Enhance per
+  model").
   """
   kh, kw = kernel.shape[:2]
   (sh, sw), (dh, dw) = stride, dilation

@@ -7,8 +7,9 @@ code often overrides this (e.g. RRDB's ``kaiming_normal_ * 0.1``). Every initial
 works both as a Flax/JAX initialiser ``init(key, shape, dtype)`` and on the host
 (``init.host(np_rng, shape, dtype)``).
 
-Why host initialisation: XLA's CPU compiler spends 0.1-1 s on each random-number expansion of a
-distinct shape, and ``jax.jit(model.init)`` of a 1500-parameter model compiled for minutes.
+Why host initialisation: XLA's CPU compiler spends a noticeable time on each random-number
+expansion of a distinct shape, so ``jax.jit(model.init)`` of a full model compiles for minutes
+(``benchmarks/README.md``, "Figures behind choices in the code").
 ``init_variables`` instead traces the model once with ``jax.eval_shape`` while ``ParamModule``
 records which initialiser made each parameter, then draws every value with NumPy from a stream
 seeded by (seed, parameter path): seconds for any model, deterministic, and independent of the

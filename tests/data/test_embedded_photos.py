@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from lljax.data import degrade
-from lljax.data import photos
 from lljax.data import sources
+from lljax.imaging import camera
+from lljax.imaging import lowlight
+from lljax.imaging import motion
+from lljax.imaging import photos
 from tfds_builders.embedded_photos import embedded_photos_dataset_builder as builder_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -64,7 +66,7 @@ def test_names_unique_and_well_formed(train_source, test_source):
 
 
 def test_images_shapes_content_and_darkness(test_source, train_source):
-  params = degrade.LowLightParams()
+  params = lowlight.LowLightParams()
   references = {name: builder_lib.crop_to_multiple(photos.load_photo(name))
                 for name in photos.EMBEDDED_PHOTOS}
   for source in [train_source, test_source]:
@@ -82,7 +84,7 @@ def test_images_shapes_content_and_darkness(test_source, train_source):
 def test_low_image_is_the_documented_synthesis(test_source):
   ex = next(e for e in _examples(test_source) if e['name'] == b'coffee_v01')
   seed = builder_lib.variant_seed('coffee', 1)
-  low, info = degrade.synthesize_low_light(ex['normal'], seed)
+  low, info = lowlight.synthesize_low_light(ex['normal'], seed)
   np.testing.assert_array_equal(ex['low'], low)
   for key in info:
     assert ex[key] == pytest.approx(info[key], rel=1e-6)
@@ -183,7 +185,7 @@ def test_ensure_embedded_is_idempotent(embedded_data_dir, capsys):
 _SMALL_CONFIGS = {
     'blur': dict(blur=True),
     'lowlight_blur': dict(lowlight=True, blur=True),
-    'night_blur': dict(night_noise=degrade.CameraNoiseParams()),
+    'night_blur': dict(night_noise=camera.CameraNoiseParams()),
 }
 
 
@@ -214,13 +216,13 @@ def test_blur_configs_store_kernels_and_the_documented_synthesis(name, blur_dir)
     for ex in _examples(source):
       seed = builder_lib.variant_seed(ex['photo'].decode(), int(ex['name'][-2:]))
       if name == 'blur':
-        low, kernel, _ = degrade.synthesize_blur(ex['normal'], seed)
+        low, kernel, _ = motion.synthesize_blur(ex['normal'], seed)
       elif name == 'lowlight_blur':
-        low, kernel, info = degrade.synthesize_low_light_blur(ex['normal'], seed)
+        low, kernel, info = lowlight.synthesize_low_light_blur(ex['normal'], seed)
         assert ex['exposure'] == pytest.approx(info['exposure'], rel=1e-6)
       else:
-        params = degrade.CameraNoiseParams(kc=8.0 if split == 'test' else None)
-        low, kernel, info = degrade.synthesize_night_blur(ex['normal'], seed, params)
+        params = camera.CameraNoiseParams(kc=8.0 if split == 'test' else None)
+        low, kernel, info = camera.synthesize_night_blur(ex['normal'], seed, params)
         assert ex['kc'] == info['kc'] and (split == 'train' or ex['kc'] == 8.0)
       np.testing.assert_array_equal(ex['low'], low)
       np.testing.assert_array_equal(ex['kernel'], kernel)

@@ -9,6 +9,7 @@ from PIL import Image
 from lljax.data import pipeline
 from lljax.data import sources
 from lljax.utils import images
+from lljax.utils import png16
 
 
 class ListSource:
@@ -75,7 +76,7 @@ def test_folder_source_reads_converts_and_sorts(tmp_path):
   _save(tmp_path / 'b.png', rgb)
   _save(tmp_path / 'a.jpg', rgb, quality=95)
   _save(tmp_path / 'sub' / 'gray.bmp', rgb[..., 0])
-  (tmp_path / 'sub' / 'deep.png').write_bytes(images._encode_png16(
+  (tmp_path / 'sub' / 'deep.png').write_bytes(png16.encode(
       np.full((4, 5, 3), 65535, np.uint16)))
   (tmp_path / 'notes.txt').write_text('not an image')
   (tmp_path / '.DS_Store').write_bytes(b'')

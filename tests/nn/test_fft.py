@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lljax.data import degrade
+from lljax.imaging import motion
 from lljax.nn import fft
 
 
@@ -51,7 +51,7 @@ def test_circular_conv_matches_degrade_blur_circular_per_channel():
   psf /= psf.sum(axis=(1, 2), keepdims=True)
   out = np.asarray(fft.circular_conv(jnp.asarray(x), jnp.asarray(psf)))
   for b in range(2):
-    np.testing.assert_allclose(out[b], degrade.blur_circular(x[b], psf[b]), atol=1e-5)
+    np.testing.assert_allclose(out[b], motion.blur_circular(x[b], psf[b]), atol=1e-5)
 
 
 def test_median3x3_equals_numpy_median_with_reflect_padding():

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lljax.data import degrade
-from lljax.data import manual
 from lljax.data import pipeline
 from lljax.data import prepare
 from lljax.data import sources
+from lljax.imaging import camera
+from lljax.imaging import manual
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BUILDERS = REPO / 'tfds_builders'
@@ -143,9 +143,9 @@ def test_nightshot_inputs_are_the_documented_synthesis(config, test_kc, data_dir
     for record in _records(f'nightshot/{config}', split, data_dir):
       rel = record['normal_file'].decode().split('/', 2)[2]
       assert record['seed'] == nightshot.example_seed(split, rel)
-      params = degrade.CameraNoiseParams(kc=test_kc if split == 'test' else None)
-      low, kernel, info = degrade.synthesize_night_blur(record['normal'], int(record['seed']),
-                                                        params)
+      params = camera.CameraNoiseParams(kc=test_kc if split == 'test' else None)
+      low, kernel, info = camera.synthesize_night_blur(record['normal'], int(record['seed']),
+                                                       params)
       np.testing.assert_array_equal(record['low'], low)
       np.testing.assert_array_equal(record['kernel'], kernel)
       assert record['kernel'].sum() == pytest.approx(1, abs=1e-5)
@@ -314,12 +314,12 @@ def test_list_file_naming_a_missing_image_is_an_error(tmp_path):
 
 
 def test_grayscale_and_16_bit_images_are_converted_and_recorded(tmp_path):
-  from lljax.utils import images
+  from lljax.utils import png16
   copy = _broken_copy(tmp_path, 'lol')
   gray = np.random.default_rng(0).integers(0, 256, (24, 40), dtype=np.uint8)
   Image.fromarray(gray).save(copy / 'LOLdataset/our485/high/5.png')
   deep = np.repeat((gray.astype(np.uint16) * 257)[..., None], 3, -1)
-  (copy / 'LOLdataset/our485/low/5.png').write_bytes(images._encode_png16(deep))
+  (copy / 'LOLdataset/our485/low/5.png').write_bytes(png16.encode(deep))
   (summary,) = prepare.prepare('lol', copy, tmp_path / 'tfds', quiet=True)
   assert summary['converted'] == 2
   (record,) = [r for r in _records('lol', 'train', tmp_path / 'tfds') if r['name'] == b'5']

@@ -12,6 +12,7 @@ from PIL import Image, ImageFile, ImageOps
 from skimage import data as skdata
 
 from lljax.utils import images
+from lljax.utils import png16
 from lljax.utils.images import (
     ImageReadError, make_grid, read_image, save_png, to_float01, to_uint8)
 
@@ -161,10 +162,10 @@ def test_png_decoder_all_filter_types(depth, color_type, channels):
   image = RNG.integers(0, np.iinfo(dtype).max + 1, (23, 7, channels), dtype=dtype)
   filters = [0, 1, 2, 3, 4] * 4 + [3, 4, 1]
   data = _png_with_filters(image, color_type, filters)
-  np.testing.assert_array_equal(images._decode_png(data), image)
+  np.testing.assert_array_equal(png16.decode(data), image)
   for single in range(5):  # long runs of one filter type
     data = _png_with_filters(image, color_type, [single] * 23)
-    np.testing.assert_array_equal(images._decode_png(data), image)
+    np.testing.assert_array_equal(png16.decode(data), image)
 
 
 def test_png_decoder_matches_pillow_on_adaptive_filters():
@@ -172,7 +173,7 @@ def test_png_decoder_matches_pillow_on_adaptive_filters():
   image = np.stack([xx * 3, yy * 4, (xx * yy) % 256, (xx + yy) % 256], -1).astype(np.uint8)
   buffer = io.BytesIO()
   Image.fromarray(image).save(buffer, format="PNG")
-  np.testing.assert_array_equal(images._decode_png(buffer.getvalue()), image)
+  np.testing.assert_array_equal(png16.decode(buffer.getvalue()), image)
 
 
 def test_third_party_16bit_rgb_png():
@@ -306,7 +307,7 @@ def _photo_bytes(fmt, **kwargs):
     ("cut.png", _photo_bytes("PNG")[:2000]),
     ("cut.jpg", _photo_bytes("JPEG", quality=90)[:2000]),
     ("cut16.png",
-     images._encode_png16(RNG.integers(0, 65536, (40, 50, 3), dtype=np.uint16))[:-200]),
+     png16.encode(RNG.integers(0, 65536, (40, 50, 3), dtype=np.uint16))[:-200]),
     ("noise.png", RNG.integers(0, 256, 5000, dtype=np.uint8).tobytes()),
     ("empty.jpg", b""),
 ])
@@ -321,7 +322,7 @@ def test_broken_files_raise(tmp_path, monkeypatch, name, data, allow_truncated_e
 
 
 def test_corrupt_16bit_png_crc(tmp_path):
-  data = bytearray(images._encode_png16(RNG.integers(0, 65536, (8, 8, 3), dtype=np.uint16)))
+  data = bytearray(png16.encode(RNG.integers(0, 65536, (8, 8, 3), dtype=np.uint16)))
   data[60] ^= 0xFF  # inside the IDAT data
   path = tmp_path / "crc.png"
   path.write_bytes(bytes(data))
@@ -329,7 +330,7 @@ def test_corrupt_16bit_png_crc(tmp_path):
 
 
 def test_interlaced_16bit_rgb_is_refused(tmp_path):
-  data = bytearray(images._encode_png16(np.zeros((4, 4, 3), np.uint16)))
+  data = bytearray(png16.encode(np.zeros((4, 4, 3), np.uint16)))
   data[28] = 1  # IHDR interlace method (Adam7)
   data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
   path = tmp_path / "adam7.png"

@@ -19,8 +19,10 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
-from lljax.data import degrade
-from lljax.data import photos
+from lljax.imaging import camera
+from lljax.imaging import lowlight as lowlight_lib
+from lljax.imaging import motion
+from lljax.imaging import photos
 
 # Crops keep the top-left corner and make H and W multiples of this, so that
 # models that downsample by 2, 4 or 8 see whole images.
@@ -52,11 +54,12 @@ class EmbeddedPhotosConfig(tfds.core.BuilderConfig):
   """Which degradations a config applies and how many variants per photo.
 
   Attributes:
-    lowlight: darken + Poisson-Gaussian noise (`degrade.synthesize_low_light`).
+    lowlight: darken + Poisson-Gaussian noise
+      (`lljax.imaging.lowlight.synthesize_low_light`).
     blur: motion blur in linear light with a stored kernel; with `lowlight`
-      the blur comes first (`degrade.synthesize_low_light_blur`), alone it is
-      `degrade.synthesize_blur`.
-    night_noise: instead, INFWIDE's recipe (`degrade.synthesize_night_blur`:
+      the blur comes first (`lljax.imaging.lowlight.synthesize_low_light_blur`),
+      alone it is `lljax.imaging.motion.synthesize_blur`.
+    night_noise: instead, INFWIDE's recipe (`camera.synthesize_night_blur`:
       blur + INFWIDE's camera noise) with these parameters for train photos;
       test photos use them with kc = `night_test_kc`.
     night_test_kc: total camera gain of the test photos (night_noise only).
@@ -64,14 +67,14 @@ class EmbeddedPhotosConfig(tfds.core.BuilderConfig):
     train_variants: degraded variants of each train photo.
     test_variants: degraded variants of each test photo.
     train_photos, test_photos: the photos of each split (default: the
-      fixed split of `lljax.data.photos`).
+      fixed split of `lljax.imaging.photos`).
   """
 
   lowlight: bool = False
   blur: bool = False
-  night_noise: degrade.CameraNoiseParams | None = None
+  night_noise: camera.CameraNoiseParams | None = None
   night_test_kc: float = 8.0
-  lowlight_params: degrade.LowLightParams = degrade.LowLightParams()
+  lowlight_params: lowlight_lib.LowLightParams = lowlight_lib.LowLightParams()
   train_variants: int = 8
   test_variants: int = 2
   train_photos: tuple[str, ...] = photos.TRAIN_PHOTOS
@@ -124,7 +127,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
               "INFWIDE's CMOS camera noise (train kc in 4..15, test kc 8); "
               'kernel stored.'
           ),
-          night_noise=degrade.CameraNoiseParams(),
+          night_noise=camera.CameraNoiseParams(),
       ),
   ]
 
@@ -150,7 +153,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           'read_sigma': scalar('read noise std, linear units of white'),
       })
     if config.blur or config.night_noise is not None:
-      size = degrade.KERNEL_SIZE
+      size = motion.KERNEL_SIZE
       features['kernel'] = tfds.features.Tensor(
           shape=(size, size), dtype=np.float32, doc='motion-blur kernel, unit sum')
     if config.night_noise is not None:
@@ -185,15 +188,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       params = config.night_noise
       if split == 'test':
         params = dataclasses.replace(params, kc=config.night_test_kc)
-      low, kernel, info = degrade.synthesize_night_blur(normal, seed, params)
+      low, kernel, info = camera.synthesize_night_blur(normal, seed, params)
       keys = ('kc', 'sigma_beta', 'sigma_r', 'dark_current')
       return low, {'kernel': kernel, **{k: np.float32(info[k]) for k in keys}}
     if config.lowlight and config.blur:
-      low, kernel, info = degrade.synthesize_low_light_blur(normal, seed, config.lowlight_params)
+      low, kernel, info = lowlight_lib.synthesize_low_light_blur(
+          normal, seed, config.lowlight_params)
     elif config.blur:
-      low, kernel, info = degrade.synthesize_blur(normal, seed)
+      low, kernel, info = motion.synthesize_blur(normal, seed)
     elif config.lowlight:
-      low, info = degrade.synthesize_low_light(normal, seed, config.lowlight_params)
+      low, info = lowlight_lib.synthesize_low_light(normal, seed, config.lowlight_params)
       kernel = None
     else:
       raise NotImplementedError(f'config {config.name!r} has no degradation')

@@ -7,7 +7,7 @@ no TensorFlow needed (`python -m lljax.data.prepare lol --manual_dir DIR`).
 from __future__ import annotations
 
 from tfds_builders import manual_builder
-from lljax.data import manual
+from lljax.imaging import manual
 
 LAYOUT = manual.Layout(
     dataset='LOL',

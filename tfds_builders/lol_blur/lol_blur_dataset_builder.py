@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from tfds_builders import manual_builder
-from lljax.data import manual
+from lljax.imaging import manual
 
 tfds = manual_builder.tfds
 

@@ -10,7 +10,7 @@ import dataclasses
 import re
 
 from tfds_builders import manual_builder
-from lljax.data import manual
+from lljax.imaging import manual
 
 tfds = manual_builder.tfds
 

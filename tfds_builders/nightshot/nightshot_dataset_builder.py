@@ -2,7 +2,7 @@
 
 NightShot ships sharp night photos only. Each example gets a blurred, noisy
 input synthesised deterministically with INFWIDE's recipe
-(`lljax.data.degrade.synthesize_night_blur`: a random camera-trajectory
+(`lljax.imaging.camera.synthesize_night_blur`: a random camera-trajectory
 kernel in a 37x37 support, circular blur, INFWIDE's CMOS low-light noise
 model); the kernel and the drawn noise parameters are stored with the
 example. Built from NightShot.zip or its extracted folder; no TensorFlow.
@@ -16,12 +16,13 @@ import zlib
 import numpy as np
 
 from tfds_builders import manual_builder
-from lljax.data import degrade
-from lljax.data import manual
+from lljax.imaging import camera
+from lljax.imaging import manual
+from lljax.imaging import motion
 
 tfds = manual_builder.tfds
 
-TRAIN_NOISE = degrade.CameraNoiseParams()  # kc in {4, ..., 15}, as INFWIDE trains.
+TRAIN_NOISE = camera.CameraNoiseParams()  # kc in {4, ..., 15}, as INFWIDE trains.
 
 
 @dataclasses.dataclass(eq=False)
@@ -31,8 +32,8 @@ class NightShotConfig(tfds.core.BuilderConfig):
     test_noise: camera-noise parameters of the test split.
   """
 
-  train_noise: degrade.CameraNoiseParams = TRAIN_NOISE
-  test_noise: degrade.CameraNoiseParams = dataclasses.replace(TRAIN_NOISE, kc=8.0)
+  train_noise: camera.CameraNoiseParams = TRAIN_NOISE
+  test_noise: camera.CameraNoiseParams = dataclasses.replace(TRAIN_NOISE, kc=8.0)
 
 
 LAYOUT = manual.Layout(
@@ -76,7 +77,7 @@ class Builder(manual_builder.ManualBuilder):
   def _extra_features(self):
     scalar = lambda doc: tfds.features.Scalar(dtype=np.float32, doc=doc)
     return {
-        'kernel': tfds.features.Tensor(shape=(degrade.KERNEL_SIZE, degrade.KERNEL_SIZE),
+        'kernel': tfds.features.Tensor(shape=(motion.KERNEL_SIZE, motion.KERNEL_SIZE),
                                        dtype=np.float32, doc='blur kernel, unit sum'),
         'seed': tfds.features.Scalar(dtype=np.int64, doc='synthesis seed'),
         'kc': scalar('total camera gain kc'),
@@ -87,7 +88,7 @@ class Builder(manual_builder.ManualBuilder):
 
   def _feature_docs(self):
     return ('blurred noisy camera output, uint8 RGB; INFWIDE input = '
-            'lljax.data.degrade.saturate(low)'), 'sharp photo, uint8 RGB'
+            'lljax.imaging.camera.saturate(low)'), 'sharp photo, uint8 RGB'
 
   def _split_items(self, root):
     (dataset_dir,) = self._unique(root, '', 'nightshot*', must_hold=('train*', 'test*'))
@@ -120,12 +121,12 @@ class Builder(manual_builder.ManualBuilder):
   def _make_example(self, root, split, item):
     sharp = root.read(item.low)
     height, width = sharp.array.shape[:2]
-    if min(height, width) < degrade.KERNEL_SIZE:
+    if min(height, width) < motion.KERNEL_SIZE:
       raise root.error(item.low, f'is {width}x{height}, smaller than the '
-                       f'{degrade.KERNEL_SIZE}x{degrade.KERNEL_SIZE} blur kernel')
+                       f'{motion.KERNEL_SIZE}x{motion.KERNEL_SIZE} blur kernel')
     config = self.builder_config
     noise = config.train_noise if split == 'train' else config.test_noise
-    blurry, kernel, info = degrade.synthesize_night_blur(sharp.array, item.extra['seed'], noise)
+    blurry, kernel, info = camera.synthesize_night_blur(sharp.array, item.extra['seed'], noise)
     return {
         'low': manual.encode_png(blurry),
         'normal': sharp.data,

@@ -8,7 +8,7 @@ extracted folder; no TensorFlow needed.
 from __future__ import annotations
 
 from tfds_builders import manual_builder
-from lljax.data import manual
+from lljax.imaging import manual
 
 tfds = manual_builder.tfds
 

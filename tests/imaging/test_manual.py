@@ -1,4 +1,4 @@
-"""Tests of lljax.data.manual: finding manual downloads, archives, checked image reading."""
+"""Tests of lljax.imaging.manual and finder: manual downloads, archives, checked reading."""
 
 import hashlib
 import io
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lljax.data import manual
-from lljax.utils import images
+from lljax.imaging import finder
+from lljax.imaging import manual
+from lljax.utils import png16
 
 LAYOUT = manual.Layout(
     dataset='Toy',
@@ -44,7 +45,7 @@ def _toy_tree(base):
 def test_locate_finds_an_extracted_folder_below_manual_dir(tmp_path):
   _toy_tree(tmp_path / 'downloads' / 'deep')
   (tmp_path / 'downloads' / 'unrelated').mkdir()
-  root = manual.locate(tmp_path / 'downloads', LAYOUT)
+  root = finder.locate(tmp_path / 'downloads', LAYOUT)
   assert root.path == tmp_path / 'downloads' / 'deep' / 'Toy'
   assert root.sources == [{'kind': 'folder', 'path': 'Toy'}]
   assert root.display('train/low/0.png') == f'{root.path}/train/low/0.png'
@@ -66,7 +67,7 @@ def test_locate_reads_archives_and_records_their_sha256(tmp_path, kind):
     with tarfile.open(archive, 'w:gz') as t:
       t.add(tree / 'Toy', arcname='Toy')
   extract = tmp_path / 'extract'
-  with manual.locate(archive.parent, LAYOUT, extract) as root:
+  with finder.locate(archive.parent, LAYOUT, extract) as root:
     assert root.path.is_relative_to(extract)
     assert not (root.path / 'README.txt').exists()  # Only the layout's members.
     assert sorted(root.list_images('test/low')) == ['test/low/0.png', 'test/low/1.png']
@@ -85,18 +86,18 @@ def test_locate_reads_archives_and_records_their_sha256(tmp_path, kind):
 
 def test_missing_manual_dir_and_no_data_name_what_is_expected(tmp_path):
   with pytest.raises(manual.ManualDataError, match=r'does not exist.*Toy\.zip'):
-    manual.locate(tmp_path / 'nope', LAYOUT)
+    finder.locate(tmp_path / 'nope', LAYOUT)
   (tmp_path / 'empty').mkdir()
   with pytest.raises(manual.ManualDataError, match=r'no Toy data in manual_dir .*empty.*'
                      r'Toy/\{train,test\}/\{low,high\}'):
-    manual.locate(tmp_path / 'empty', LAYOUT)
+    finder.locate(tmp_path / 'empty', LAYOUT)
 
 
 def test_wrong_folder_layout_says_what_is_missing(tmp_path):
   _toy_tree(tmp_path)
   shutil.rmtree(tmp_path / 'Toy' / 'test' / 'high')
   with pytest.raises(manual.ManualDataError) as error:
-    manual.locate(tmp_path, LAYOUT)
+    finder.locate(tmp_path, LAYOUT)
   message = str(error.value)
   assert f"{tmp_path / 'Toy'}: wrong layout for Toy: missing test/high" in message
   assert 'expected Toy/{train,test}/{low,high}' in message
@@ -107,37 +108,37 @@ def test_wrong_archive_layout_names_the_archive(tmp_path):
     z.writestr('Train/input/1.png', b'x')
   with pytest.raises(manual.ManualDataError,
                      match=r'Toy\.zip: wrong layout for Toy: it holds Train; expected'):
-    manual.locate(tmp_path, LAYOUT)
+    finder.locate(tmp_path, LAYOUT)
 
 
 def test_damaged_archive_and_unsafe_member_are_refused(tmp_path):
   (tmp_path / 'Toy.zip').write_bytes(b'PK\x03\x04 not really a zip')
   with pytest.raises(manual.ManualDataError, match=r'Toy\.zip: cannot read the archive'):
-    manual.locate(tmp_path, LAYOUT)
+    finder.locate(tmp_path, LAYOUT)
   (tmp_path / 'Toy.zip').unlink()
   with zipfile.ZipFile(tmp_path / 'Toy.zip', 'w') as z:
     z.writestr('../evil.png', b'x')
   with pytest.raises(manual.ManualDataError, match='unsafe member path'):
-    manual.locate(tmp_path, LAYOUT)
+    finder.locate(tmp_path, LAYOUT)
 
 
 def test_two_copies_are_ambiguous(tmp_path):
   _toy_tree(tmp_path / 'a')
   _toy_tree(tmp_path / 'b')
   with pytest.raises(manual.ManualDataError, match='several copies'):
-    manual.locate(tmp_path, LAYOUT)
+    finder.locate(tmp_path, LAYOUT)
 
 
 def test_glob_layouts_match_case_insensitively(tmp_path):
   layout = manual.Layout('G', 'G', required_dirs=('train/*/sharp',))
   (tmp_path / 'GOPRO' / 'train' / 'SCENE1' / 'Sharp').mkdir(parents=True)
-  assert manual.locate(tmp_path, layout).path == tmp_path / 'GOPRO'
+  assert finder.locate(tmp_path, layout).path == tmp_path / 'GOPRO'
 
 
 @pytest.fixture
 def root(tmp_path):
   _toy_tree(tmp_path)
-  return manual.locate(tmp_path, LAYOUT)
+  return finder.locate(tmp_path, LAYOUT)
 
 
 def test_read_rejects_corrupt_and_truncated_files(root):
@@ -163,7 +164,7 @@ def test_read_converts_gray_palette_16bit_and_opaque_alpha(root):
 
   values16 = np.array([[0, 128, 257, 65535]], np.uint16)
   rgb16 = np.repeat(values16[..., None], 3, -1)
-  (root.path / 'deep.png').write_bytes(images._encode_png16(rgb16))
+  (root.path / 'deep.png').write_bytes(png16.encode(rgb16))
   image = root.read('deep.png')
   np.testing.assert_array_equal(image.array[0, :, 0], [0, 0, 1, 255])
   assert image.converted == '16-bit -> 8-bit'
