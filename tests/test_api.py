@@ -7,6 +7,7 @@ import pytest
 
 import lljax
 from lljax.convert import convert_checkpoint
+from lljax.models import llflow
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "llflow"
 
@@ -38,10 +39,18 @@ def test_encode_reproduces_official_nll(converted, io):
 
 
 def test_any_size_is_padded_and_cropped(converted, io):
+  """61x90: histeq of the unpadded image; image and histeq reflect-padded at the bottom/right to
+  64x96; the model run whole; the output cropped back."""
   restorer = lljax.load(converted)
   low = io["low_rgb01"][:, :61, :90]
-  out = restorer.enhance(low)
-  assert out.shape == low.shape and np.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
+  raw = restorer.enhance(low, clip=False)
+  assert raw.shape == low.shape
+  histeq = llflow.equalize_hist(np.round(low[0] * 255).astype(np.uint8))[None].astype(np.float32) / 255
+  pad = lambda x: np.pad(x, ((0, 0), (0, 3), (0, 6), (0, 0)), mode="reflect")
+  module = restorer.module
+  whole = module.apply({"params": restorer.params}, {"low": pad(low), "histeq": pad(histeq)}, method=module.enhance)
+  np.testing.assert_allclose(raw, np.asarray(whole)[:, :61, :90], atol=1e-5)
+  np.testing.assert_array_equal(restorer.enhance(low), np.clip(raw, 0, 1))
 
 
 def test_bad_inputs(converted, io):

@@ -6,6 +6,7 @@ tile tests share 192x192 tiles (XLA's persistent cache, set in conftest, reuses 
 
 import os
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -171,8 +172,21 @@ def test_tiles_match_whole_image_away_from_seams(restorer):
   assert diff.mean() < 0.01 * np.abs(whole).mean() and diff.max() < 0.1 * np.abs(whole).max()
   per_tile = restorer.enhance_image(image, prior="tile", **kw)  # own colour maps: same far from seams
   assert np.abs(per_tile - whole)[clean].max() < 1e-4
-  downscaled = restorer.enhance_image(image, **kw)  # default: prior from a 2x box-downscaled image
-  assert downscaled.shape == whole.shape and np.isfinite(downscaled).all()
+  # Default (192x320 > prior_pixels = max_pixels): the colour map of a 2x box-downscaled copy
+  # (96x160, with its own histeq), bilinearly upscaled, is every tile's prior. Away from the seams
+  # the tiles equal the whole image decoded from that same map.
+  downscaled = restorer.enhance_image(image, **kw)
+  x = image.astype(np.float32)
+  small = (x[0::2, 0::2] + x[0::2, 1::2] + x[1::2, 0::2] + x[1::2, 1::2]) / np.float32(4)
+  module, variables = restorer.module, {"params": restorer.params}
+  small_map = module.apply(variables, restorer.model_inputs(small[None]), method=module.prior_map)
+  prior_map = jax.image.resize(small_map, (1, 192, 320, 3), "linear")  # half-pixel centres, edges clamped
+  expected = np.asarray(module.apply(variables, restorer.model_inputs(x[None]), prior_map=prior_map,
+                                     method=module.enhance))[0]
+  diff = np.abs(downscaled - expected)
+  assert diff[clean].max() < 1e-4
+  assert diff.mean() < 0.01 * np.abs(expected).mean() and diff.max() < 0.1 * np.abs(expected).max()
+  assert np.abs(expected - whole)[clean].max() > 0.1  # the downscaled prior is not the full-size one
   assert ("prior", (1, 96, 160, 3), False) in restorer.compiled_shapes
 
 

@@ -31,11 +31,16 @@ where stated):
   brightness rescaling (the ~21 dB "without GT-mean" numbers of LLFlow issue #34). The gray conversion is OpenCV's
   15-bit fixed point ``(9798 R + 19235 G + 3735 B + 2^14) >> 15``, checked against OpenCV
   4.5.5, 4.6 and 5.0 on all 2^24 colours (the pinned 4.5.3.56 has no wheel for Python 3.11).
+  NaN output values are kept, as in the official code: one NaN makes ``mean(out)`` NaN, so the
+  whole image becomes NaN and casts to 0 (black; the cast of NaN to uint8 gives 0 on x86 and
+  ARM, and 0 here on every CPU).
   Differences: ``mean(out)`` is over the cropped output (the official mean includes its bottom/right
   reflect padding to a multiple of 2, which only exists for sizes the official model cannot run);
   a non-positive ``mean(out)`` is floored at 1e-8 instead of producing NaN (LLFlow issue #45);
   the official run is fp16 autocast, ours float32.
-``ssflow`` (shibaoshun/SSFlow ``test.py`` + ``Measure.py``): the same code as ``llflow``. Its
+``ssflow`` (shibaoshun/SSFlow ``test.py`` + ``Measure.py``): LLFlow's code with one change: NaN
+  output values are replaced by 1 (``torch.where(torch.isnan(sr_t), 1, sr_t)``) before the
+  GT-mean step, so a few NaN pixels become white pixels instead of blacking out the image. Its
   README pins Python 3.8 and numpy 1.23.3 but not scikit-image; scikit-image 0.19.x (current
   when numpy 1.23.3 came out) gives the column-wise SSIM, hence the same default.
 ``uptflow`` (NJUPT-IPR-XuLintao/UPT-Flow ``test.py`` + ``Measure.py``; no GT-mean): clip, x255,
@@ -62,7 +67,7 @@ where stated):
   AlexNet on the clipped output.
 ``devudp`` (suiyizhao/FCL-GAN ``src/utils.py``, the code DEvUDP builds on): ``np.uint8(out *
   255)``: no clipping, truncation toward zero, and on x86 out-of-range values wrap modulo 256
-  (-0.01 -> 253; emulated here, so results do not depend on the CPU); ``metrics.out_of_range``
+  (-0.01 -> -2.55 -> -2 -> 254; emulated here, so results do not depend on the CPU); ``metrics.out_of_range``
   reports the fraction of values this affects. PSNR scikit-image uint8; SSIM
   ``structural_similarity(multichannel=True, gaussian_weights=True,
   use_sample_covariance=False)``: per-channel 11x11 Gaussian (sigma 1.5), population covariance,
@@ -81,6 +86,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lljax import config_lib
 from lljax.utils.images import to_uint8
 
 __all__ = ["PROTOCOLS", "PAPER_PROTOCOL", "Measurement", "Protocol", "get", "names"]
@@ -91,8 +97,11 @@ __all__ = ["PROTOCOLS", "PAPER_PROTOCOL", "Measurement", "Protocol", "get", "nam
 
 
 def truncate_u8(x):
-  """``(clip(x, 0, 1) * 255).astype(uint8)`` in float32: the official LLFlow/UPT-Flow ``rgb()``."""
-  x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
+  """``(clip(x, 0, 1) * 255).astype(uint8)`` in float32: the official LLFlow/UPT-Flow ``rgb()``.
+
+  NaN -> 0, as that cast gives on x86 and ARM (made explicit so that no CPU differs).
+  """
+  x = np.nan_to_num(np.clip(np.asarray(x, np.float32), 0.0, 1.0), nan=0.0)
   return (x * np.float32(255.0)).astype(np.uint8)
 
 
@@ -293,6 +302,10 @@ def _llflow(output, target, **options):
   return image, metrics, _u8_pair(image, target)
 
 
+def _ssflow(output, target, **options):
+  return _llflow(np.where(np.isnan(output), np.float32(1.0), output), target, **options)
+
+
 def _uptflow(output, target):
   image = truncate_u8(output)
   metrics = {"psnr": psnr(image, target, 255), "ssim": ssim(image, target, data_range=255)}
@@ -359,7 +372,7 @@ def _honest(output, target):
 _TABLE = {
     "llflow": ("LLFlow: GT-mean, truncated uint8, gray SSIM (column-wise, skimage 0.18)", "alex", _llflow,
                {"ssim": "column", "gt_mean": True}),
-    "ssflow": ("SSFlow: LLFlow's recipe (GT-mean, truncated uint8, gray SSIM)", "alex", _llflow,
+    "ssflow": ("SSFlow: LLFlow's recipe, NaN -> 1 (GT-mean, truncated uint8, gray SSIM)", "alex", _ssflow,
                {"ssim": "column", "gt_mean": True}),
     "uptflow": ("UPT-Flow: truncated uint8, RGB 7x7 SSIM, no GT-mean", "alex", _uptflow, {}),
     "basicsr": ("BasicSR: Y channel, crop border, Gaussian SSIM", "alex", _basicsr,
@@ -385,11 +398,7 @@ def names():
 
 def _parse_value(name, key, text, default):
   if isinstance(default, bool):
-    if text.lower() in ("1", "true", "yes"):
-      return True
-    if text.lower() in ("0", "false", "no"):
-      return False
-    raise ValueError(f"protocol {name}: option {key} takes true/false, got {text!r}")
+    return config_lib.parse_bool(text, f"protocol {name}: option {key}", ValueError)
   if isinstance(default, int):
     try:
       value = int(text)

@@ -110,6 +110,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys, case):
   err = capsys.readouterr().err.strip()
   assert code == 2 and err.startswith("lljax.convert: error:") and str(pth.name) in err
   assert not out.exists() and not (tmp_path / "pwned").exists()
+  if case == "code":  # says what was refused, and never invites allow-listing it
+    assert "'os.system'" in err and "never imports or runs pickled code" in err
+    assert "stubs" not in err and "allow" not in err
 
 
 def test_cli_unknown_model(tmp_path, capsys):

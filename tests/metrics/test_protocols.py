@@ -87,6 +87,7 @@ def test_uint8_conversions():
   np.testing.assert_array_equal(P.round_u8(x), [0, 0, 0, 2, 2, 255, 255, 255])  # half to even
   wild = np.array([-3.7, -0.002, 255.9, 256.0, 256.7, 300.2, 511.0, 1000.3, -256.5], np.float32) / 255
   np.testing.assert_array_equal(P.wrap_u8(wild), [253, 0, 255, 0, 0, 44, 255, 232, 0])
+  assert P.wrap_u8(np.float32(-0.01)) == 254 and "-0.01 -> -2.55 -> -2 -> 254" in P.__doc__  # the docstring's example
   if platform.machine() in ("x86_64", "AMD64"):  # what FCL-GAN's np.uint8(x * 255) does on x86
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")
@@ -127,6 +128,51 @@ def test_llflow_protocol(photo_pair):
   raw = P.get("llflow:gt_mean=false").measure(output, target, with_lpips=False)
   np.testing.assert_array_equal(raw.image, P.truncate_u8(output))
   assert raw.metrics["gt_mean_scale"] == 1.0 and raw.metrics["psnr"] < m.metrics["psnr"] - 3
+
+
+def _official_gt_mean(output, target, nan_to_one):
+  """NumPy transcription of the GT-mean step of LLFlow's ``code/test.py`` (``nan_to_one=False``)
+  and SSFlow's ``test.py`` (True), line by line (``sr_t`` = the model output, ``hr`` = the RGB GT)::
+
+    sr_t = torch.where(torch.isnan(sr_t), torch.full_like(sr_t, 1), sr_t)   # SSFlow only
+    mean_out = sr_t.view(sr_t.shape[0], -1).mean(dim=1)
+    mean_gt = cv2.cvtColor(hr.astype(np.float32), cv2.COLOR_BGR2GRAY).mean() / 255
+    sr = rgb(torch.clamp(sr_t * (mean_gt / mean_out), 0, 1))
+    # rgb(t) = (np.clip(t.numpy().transpose([1, 2, 0]), 0, 1) * 255).astype(np.uint8)
+  """
+  sr_t = np.where(np.isnan(output), np.float32(1), output) if nan_to_one else output
+  mean_out = sr_t.mean(dtype=np.float32)
+  hr = target.astype(np.float32)
+  mean_gt = (0.114 * hr[..., 0] + 0.587 * hr[..., 1] + 0.299 * hr[..., 2]).mean() / 255  # BGR2GRAY on RGB
+  x = np.clip(np.clip(sr_t * (mean_gt / mean_out), 0, 1), 0, 1) * 255
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # NaN -> uint8 ("invalid value encountered in cast")
+    image = x.astype(np.uint8)
+  if platform.machine() not in ("x86_64", "AMD64", "aarch64", "arm64"):
+    image[np.isnan(x)] = 0  # what x86 (cvttss2si) and ARM give, which the official runs used
+  return image
+
+
+@pytest.mark.parametrize("name,nan_to_one", [("llflow", False), ("ssflow", True)])
+def test_gt_mean_protocols_with_nan_pixels(photo_pair, name, nan_to_one):
+  """20 NaN pixels: SSFlow's test.py turns them white before the GT-mean step (one bright pixel
+  each), LLFlow's keeps them, so its mean is NaN and the whole image casts to black."""
+  output, target = photo_pair
+  rng = np.random.default_rng(5)
+  output = output.copy()
+  output[rng.integers(0, output.shape[0], 20), rng.integers(0, output.shape[1], 20)] = np.nan
+  m = P.get(name).measure(output, target, with_lpips=False)
+  expected = _official_gt_mean(output, target, nan_to_one)
+  assert np.mean(m.image != expected) < 1e-3 and np.abs(m.image.astype(int) - expected).max() <= 1
+  assert abs(m.metrics["psnr"] - skm.peak_signal_noise_ratio(target, expected)) < 0.01
+  clean = P.get(name).measure(photo_pair[0], target, with_lpips=False)
+  if nan_to_one:
+    assert m.metrics["psnr"] > 20 and abs(m.metrics["psnr"] - clean.metrics["psnr"]) < 3
+  else:
+    np.testing.assert_array_equal(m.image, 0)
+    assert m.metrics["psnr"] < 10
+  # Without NaN the two protocols are the same recipe.
+  np.testing.assert_array_equal(clean.image, P.get("llflow").measure(photo_pair[0], target, False).image)
 
 
 def test_uptflow_and_infwide_protocols(photo_pair):

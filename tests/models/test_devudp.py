@@ -1,6 +1,8 @@
 """DEvUDP networks: FCL-GAN parity (tests/fixtures/devudp, official FCL-GAN code, see its README),
 both variants' shapes and ranges, the shortcut, D's map size, parameter counts, G-only enhance."""
 
+import json
+import math
 import pathlib
 
 import jax
@@ -8,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lljax.convert import load_torch_params
+from lljax.convert import devudp as conv_devudp, load_torch_params, mapping, torch_io
 from lljax.models import devudp
 from lljax.nn import init_variables, instance_norm
 
@@ -47,6 +49,32 @@ def test_generators_and_discriminator_match_fclgan(fclgan):
   # FCL-GAN's test path through the API convention: enhance = G on [0, 1] data.
   out = m.apply(v, {"low": b}, method=m.enhance)
   np.testing.assert_allclose(np.asarray(out), nhwc(io["G_B2S_out"]), atol=ATOL, rtol=0)
+
+
+def test_generator_intermediates_match_fclgan(fclgan):
+  """FCL-GAN's G_B2S stage outputs (the fixture's mid_* arrays) against lljax's submodules."""
+  m, v, _, _, io = fclgan
+  gen = jax.jit(lambda x: m.apply(v, x, method=m.generate, capture_intermediates=True, mutable=["intermediates"]))
+  _, state = gen(nhwc(io["input_blurry"]))
+  inter = state["intermediates"]["G"]
+  stages = {"Encoder0": "Encoder_0", "Encoder1": "Encoder_1", "Encoder2": "Encoder_2", "Decoder0": "Decoder_0",
+            "Decoder2": "Decoder_2"}
+  for official, ours in stages.items():
+    np.testing.assert_allclose(np.asarray(inter[ours]["__call__"][0]), nhwc(io[f"mid_G_B2S_{official}"]),
+                               atol=ATOL, rtol=0, err_msg=official)
+
+
+def test_second_discriminator_matches_fclgan(fclgan):
+  """FCL-GAN's D_B (dropped by the converter: DEvUDP has one D) loaded into lljax's D."""
+  m, _, _, _, io = fclgan
+  state = torch_io.read_state_dict(FIXTURES / "small.pth")
+  state = {("D_S." + k[4:] if k.startswith("D_B.") else k): val for k, val in state.items()
+           if not k.startswith("D_S.")}
+  abstract = jax.eval_shape(lambda: m.init(jax.random.key(0), *devudp.init_inputs(m)))["params"]
+  params, _ = mapping.convert(state, conv_devudp.RULES, abstract)
+  dis = jax.jit(lambda x: m.apply({"params": params}, x, method=m.discriminate))
+  for key, x in (("D_B_of_G_S2B_out", io["G_S2B_out"]), ("D_B_of_input_blurry", io["input_blurry"])):
+    np.testing.assert_allclose(np.asarray(dis(nhwc(x))), nhwc(io[key]), atol=ATOL, rtol=0, err_msg=key)
 
 
 def test_instance_norm_is_torch_default():
@@ -95,12 +123,17 @@ def _abstract(variant, net="generate"):
 
 
 def test_parameter_counts_match_paper_and_fclgan():
-  # Paper Table 1, "No.P" (G alone): 6.95 M (DEvUDP), 6.96 M (DEvUDP-DT).
-  assert devudp.count_params(_abstract("in"), "G") == 6_951_431
-  assert devudp.count_params(_abstract("dt"), "G") == 6_962_931
-  # FCL-GAN's BUM(num_res=6): G_B2S 2,772,483 and D_S 391,657 counted on the official code.
-  assert devudp.count_params(_abstract("fclgan"), "G") == 2_772_483
-  assert devudp.count_params(_abstract("fclgan", "discriminate"), "D") == 391_657
+  # Paper Table 1, "No.P" (G alone): 6.95 M (DEvUDP), 6.96 M (DEvUDP-DT): all the paper gives.
+  n_in, n_dt = devudp.count_params(_abstract("in"), "G"), devudp.count_params(_abstract("dt"), "G")
+  assert (round(n_in / 1e6, 2), round(n_dt / 1e6, 2)) == (6.95, 6.96)
+  # Regression pin, not a reference: lljax's own exact counts for (base 46, 4 ResBlocks).
+  assert (n_in, n_dt) == (6_951_431, 6_962_931)
+  # FCL-GAN's BUM(): G_B2S and D_S from the official release key list (torch parameters(), no buffers).
+  spec = json.loads((FIXTURES / "release_keys.json").read_text())["entries"]
+  official = lambda prefix: sum(math.prod(e["shape"]) for k, e in spec.items() if k.startswith(prefix)
+                                and not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+  assert devudp.count_params(_abstract("fclgan"), "G") == official("G_B2S.")
+  assert devudp.count_params(_abstract("fclgan", "discriminate"), "D") == official("D_S.")
 
 
 def test_enhance_uses_G_alone():
