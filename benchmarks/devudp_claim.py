@@ -84,8 +84,8 @@ def main():
   config.model.variant = args.variant
   config.batch_size, config.data.crop_size = args.batch, args.crop
   config.data.resize_short = args.resize_short or None
-  config.total_steps, config.seed = args.steps, args.seed
-  config.schedule.lr, config.schedule.decay_every_epochs = args.lr, 0
+  config.epochs, config.total_steps, config.seed = None, args.steps, args.seed
+  config.schedule.lr, config.schedule.every_epochs = args.lr, 0
   config.mesh.data = 1
   config.log_every, config.checkpoint_every, config.eval_every = 50, 0, 0
   config.eval_limit, config.num_samples = 1, 1

@@ -11,7 +11,7 @@
   does (params and optimizer state donated) and without donation: XLA's memory analysis, whose
   aliased bytes are the copy of the state that donation saves on every step.
 - ``late_metrics``: steps/s of the quick config's step when the loop reads each step's loss at
-  once (a host sync per step) and when it reads it a step late, as ``common.train_loop`` does.
+  once (a host sync per step) and when it reads it a step late, as ``common.train_loop``'s ``Reporter`` does.
 """
 
 import argparse
@@ -53,8 +53,7 @@ def compilation_cache():
 
 
 def _flow_step(preset, batch_size, crop):
-  """(make_train_step's jitted step, its arguments) for an LLFlow config preset."""
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  """(the trainer's jitted step, its arguments) for an LLFlow config preset."""
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   from lljax import models, parallel  # pylint: disable=import-outside-toplevel
@@ -66,12 +65,10 @@ def _flow_step(preset, batch_size, crop):
   family = models.get("llflow")
   module = family.Model(**common.model_config(family, config.model))
   params = common.initial_params(config, family, module)[0]
-  schedule = common.lr_schedule(config.schedule, config.total_steps)
-  tx = common.make_optimizer(config.optimizer, schedule)
   rng = np.random.default_rng(0)
   batch = {k: rng.random((batch_size, crop, crop, 3), np.float32) for k in ("low", "normal", "histeq")}
-  step = flow.make_train_step(module, tx, schedule, config.flow, 0, parallel.make_mesh(1))
-  return step, (params, tx.init(params), jnp.int32(0), batch)
+  step, state = common.step_and_state(flow.TRAINER, config, params, parallel.make_mesh(1))
+  return step, (state, batch)
 
 
 def donation():
@@ -92,19 +89,17 @@ def donation():
 def late_metrics(steps=40):
   """Alternates the two ways three times (the spread between repeats is the noise)."""
   import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  step, args = _flow_step("quick", 4, 64)
-  params, opt_state = args[:2]
-  for i in range(10):  # compile and warm up (the first steps after compiling run slower)
-    params, opt_state, metrics = step(params, opt_state, jnp.int32(i), args[3])
+  step, (state, batch) = _flow_step("quick", 4, 64)
+  for _ in range(10):  # compile and warm up (the first steps after compiling run slower)
+    state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   rates = {}
   for late in (False, True) * 3:
     pending = None
     t0 = time.perf_counter()
-    for i in range(steps):
-      params, opt_state, metrics = step(params, opt_state, jnp.int32(i), args[3])
+    for _ in range(steps):
+      state, metrics = step(state, batch)
       if late and pending is not None:
         float(pending["loss"])
       elif not late:

@@ -34,11 +34,12 @@ CASES = {
 
 
 def _build(variant, kind, batch, hw):
+  import pathlib  # pylint: disable=import-outside-toplevel
+
   import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  import ml_collections  # pylint: disable=import-outside-toplevel
 
   from lljax import models, parallel  # pylint: disable=import-outside-toplevel
+  from lljax.config_lib import load_config  # pylint: disable=import-outside-toplevel
   from lljax.nn import init_variables  # pylint: disable=import-outside-toplevel
   from lljax.trainers import common, flow  # pylint: disable=import-outside-toplevel
 
@@ -51,16 +52,11 @@ def _build(variant, kind, batch, hw):
   if kind == "enhance":
     fn = jax.jit(lambda p, b: module.apply({"params": p}, b, method=module.enhance))
     return fn, (params, batch_arrays)
-  cfg = ml_collections.ConfigDict(dict(
-      schedule=dict(lr=5e-4, warmup_steps=0, milestones_rel=(), gamma=0.5),
-      optimizer=dict(b1=0.9, b2=0.999, eps=1e-8), flow=dict(quant=32, train_gt_ratio=0.2)))
-  schedule = common.lr_schedule(cfg.schedule, 1000)
-  tx = common.make_optimizer(cfg.optimizer, schedule)
-  mesh = parallel.make_mesh(1)
-  dtype = "bfloat16" if kind == "train_bf16" else "float32"
-  step = flow.make_train_step(module, tx, schedule, cfg.flow, 0, mesh, compute_dtype=dtype)
-  opt_state = tx.init(params)
-  return step, (params, opt_state, jnp.int32(0), batch_arrays)
+  cfg = load_config(f"{pathlib.Path(__file__).parents[1]}/configs/llflow.py")
+  cfg.compute_dtype = "bfloat16" if kind == "train_bf16" else "float32"
+  cfg.model.variant = variant
+  step, state = common.step_and_state(flow.TRAINER, cfg, params, parallel.make_mesh(1))
+  return step, (state, batch_arrays)
 
 
 def run_case(name, repeats):
@@ -72,8 +68,8 @@ def run_case(name, repeats):
   compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - t0
   gflop = harness.xla_figures(compiled)["gflop"]
-  # A train step donates params/opt_state: each call gets the previous call's outputs.
-  feed_back = (lambda args, out: (out[0], out[1], *args[2:])) if kind.startswith("train") else None
+  # A train step donates its state: each call gets the previous call's.
+  feed_back = (lambda args, out: (out[0], args[1])) if kind.startswith("train") else None
   _, times = harness.time_calls(compiled, args, repeats, feed_back)
   median = statistics.median(times)
   return {"case": name, "compile_s": compile_s, "median_s": median, "times": times, "gflop": gflop,

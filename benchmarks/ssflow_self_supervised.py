@@ -46,6 +46,11 @@ class _Hidden:
     return example
 
 
+def _gt_mean_rescale(output, target):
+  """``output`` scaled so its mean equals the target's, clipped (the LLFlow family's GT-mean)."""
+  return np.clip(output * target.mean() / max(output.mean(), 1e-8), 0.0, 1.0)
+
+
 def _psnr(a, b):
   return float(10 * np.log10(1.0 / np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
 
@@ -87,7 +92,7 @@ def main():
     hide = not paired and split == config.data.train_split
     return _Hidden(open_source(name, split, data_dir), hide_normal=hide)
 
-  flow.sources.open_source = degraded_source  # the trainer reads its data through this function
+  common.sources.open_source = degraded_source  # the trainer reads its data through this function
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="ssflow_self_"))
   start = time.time()
   flow.train(config, workdir)
@@ -102,7 +107,7 @@ def main():
     rows["input"].append(_psnr(low, normal))
     rows["pseudo-target"].append(_psnr(np.asarray(exposure_normalised(low, config.flow.exposure_level)), normal))
     rows["output"].append(_psnr(out, normal))
-    rows["output, GT-mean"].append(_psnr(common.gt_mean_rescale(out, normal), normal))
+    rows["output, GT-mean"].append(_psnr(_gt_mean_rescale(out, normal), normal))
 
   print(f"\nSSFlow {args.objective}, {args.variant}, {args.steps} steps of {args.batch}x{args.crop}^2 "
         f"({train_seconds / 60:.1f} min on {jax.devices()[0].platform}), data {args.data}"

@@ -83,44 +83,23 @@ def _random_batch(family, module, config, hw):
   batch = {key: image() for key in (inputs if isinstance(inputs, dict) else ())}
   batch.update(low=image(0.2), normal=image())
   if getattr(family, "NEEDS_KERNEL", False):
-    from lljax.data import degrade  # pylint: disable=import-outside-toplevel
-    batch["kernel"] = np.stack([degrade.motion_kernel(i)[0] for i in range(config.batch_size)]).astype(np.float32)
+    from lljax.imaging import motion  # pylint: disable=import-outside-toplevel
+    batch["kernel"] = np.stack([motion.motion_kernel(i)[0] for i in range(config.batch_size)]).astype(np.float32)
   return batch
 
 
 def build_step(model, hw, flags):
   """(jitted train step, its arguments, next_args) for a case, as the model's trainer builds it."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-
-  from lljax import models, parallel  # pylint: disable=import-outside-toplevel
-  from lljax.trainers import common, flow, gan, supervised  # pylint: disable=import-outside-toplevel
+  from lljax import models, parallel, trainers  # pylint: disable=import-outside-toplevel
+  from lljax.trainers import common  # pylint: disable=import-outside-toplevel
 
   config = _config(model, hw, flags)
   family = models.get(model)
   module = family.Model(**common.model_config(family, config.model))
   params = common.initial_params(config, family, module)[0]
   batch = _random_batch(family, module, config, hw)
-  mesh = parallel.make_mesh(1)
-  step = jnp.int32(0)
-  if family.KIND == "flow":
-    schedule = common.lr_schedule(config.schedule, config.total_steps)
-    tx = common.make_optimizer(config.optimizer, schedule)
-    fn = flow.make_train_step(module, tx, schedule, config.flow, 0, mesh, None, config.compute_dtype, config.remat,
-                              config.microbatches)
-    return fn, (params, tx.init(params), step, batch), lambda args, out: (out[0], out[1], *args[2:])
-  if family.KIND == "gan":
-    schedule = common.step_decay_schedule(config.schedule.lr, 0, 1.0)
-    tx = common.make_optimizer(config.optimizer, schedule)
-    state = gan.init_state(params, tx)
-    fn = gan.make_train_step(module, tx, schedule, config.gan, mesh, common.state_shardings(state, config, mesh),
-                             config.compute_dtype, config.remat)
-    return fn, (state, step, batch), lambda args, out: (out[0], *args[1:])
-  schedule = supervised.step_schedule(config.schedule)
-  tx = supervised.make_optimizer(config.optimizer, schedule)
-  shardings = tuple(common.state_shardings(t, config, mesh) for t in (params, jax.eval_shape(tx.init, params)))
-  fn = supervised.make_train_step(module, family, tx, schedule, config, shardings, mesh)
-  return fn, (params, tx.init(params), step, batch), lambda args, out: (out[0], out[1], *args[2:])
+  fn, state = common.step_and_state(trainers.get(family.KIND).TRAINER, config, params, parallel.make_mesh(1))
+  return fn, (state, batch), lambda args, out: (out[0], args[1])
 
 
 def run_case(case, repeats, max_gib):

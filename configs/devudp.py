@@ -21,8 +21,7 @@ Evaluation during training uses the honest metrics on the eval split (blurry -> 
 paper's protocol is ``python -m lljax.evaluate --protocol devudp``.
 """
 
-import ml_collections
-
+from lljax import base_config
 from lljax.config_lib import parse_arg
 
 PRESETS = ("blur", "gopro")
@@ -30,31 +29,18 @@ PRESETS = ("blur", "gopro")
 
 def get_config(arg=None):
   preset, flags = parse_arg(arg, presets=PRESETS, default_preset="blur", flags=("dt", "quick"))
-  c = ml_collections.ConfigDict()
+  c = base_config.get_config()
   c.model = dict(name="devudp", variant="dt" if flags["dt"] else "in", kwargs={})
-  c.data = dict(name="embedded_photos/blur", train_split="train", eval_split="test",
-                data_dir=ml_collections.FieldReference(None, field_type=str), crop_size=256,
-                resize_short=ml_collections.FieldReference(384, field_type=int), flip=True)
+  c.data.update(name="embedded_photos/blur", crop_size=256, resize_short=384)
   c.batch_size = 4
   c.epochs = 200
-  c.total_steps = ml_collections.FieldReference(None, field_type=int)  # None: epochs x steps/epoch
   c.seed = 0
-  c.optimizer = dict(b1=0.5, b2=0.999, eps=1e-8, weight_decay=0.0, clip_grad_norm=0.0, clip_grad_value=0.0)
-  c.schedule = dict(lr=2e-4, decay_every_epochs=50, gamma=0.5)
-  c.gan = dict(adv_weight=1.0, recon_weight=10.0, sr_weight=5.0)
-  # fsdp: shard params/optimizer-state arrays of >= fsdp_min_size elements over "data".
-  c.mesh = dict(data=-1, fsdp=False, fsdp_min_size=2**18)
-  # "bfloat16": convs/matmuls in bf16 (like torch autocast), params and losses f32.
-  c.compute_dtype = "float32"
-  # True: recompute each block's activations in the backward pass (less memory; +5-30 % FLOPs).
-  c.remat = False
-  c.init_checkpoint = ml_collections.FieldReference(None, field_type=str)
-  c.log_every = 50
+  c.optimizer.b1 = 0.5
+  c.schedule.update(kind="step_decay", lr=2e-4, every_epochs=50, gamma=0.5)
+  c.gan.update(adv_weight=1.0, recon_weight=10.0, sr_weight=5.0)
   c.eval_every = 2000
-  c.eval_limit = ml_collections.FieldReference(None, field_type=int)
-  c.num_samples = 4
   c.checkpoint_every = 2000
-  c.keep_checkpoints = 3
+  c.eval_protocols = ("honest", "devudp")
 
   if preset == "gopro":
     c.data.name, c.data.eval_split = "gopro", "test"
@@ -63,7 +49,7 @@ def get_config(arg=None):
   if flags["quick"]:  # a few minutes on a 2-core CPU: tiny model, small crops, short schedule
     c.model.variant = "tiny"
     c.data.crop_size, c.data.resize_short = 64, 96
-    c.total_steps = 200
-    c.schedule.decay_every_epochs = 0  # constant lr
+    c.epochs, c.total_steps = None, 200
+    c.schedule.every_epochs = 0  # constant lr
     c.log_every, c.eval_every, c.checkpoint_every = 10, 100, 100
   return c

@@ -13,9 +13,10 @@ loss (0.5 L1 + 0.3 MSE + 0.2 TV) and 0.5 x close-loop re-blur L1, both against t
 unsaturated blurry image (``lljax.losses.infwide_loss``); Adam with amsgrad, lr 2e-4, no weight
 decay, per-element gradient clipping to +-0.5; StepLR x0.5 every 50 epochs for 400 epochs;
 batch 8 of 256 x 256 patches with horizontal and vertical flips; seed 0. Epochs are expressed
-in steps for NightShot's 3000 training images (375 steps per epoch): 150 000 steps, decay every
-18 750. Differences: the official loader synthesises blur and noise per patch on the fly; lljax
-reads datasets degraded once per image (seeded, ``lljax.data.degrade``) and crops them, so the
+in steps for NightShot as the official loader runs them (``STEPS_PER_EPOCH``, 357: 5 % of the
+3000 training images held out, the last partial batch kept): 142 800 steps, decay every 17 850.
+Differences: the official loader synthesises blur and noise per patch on the fly; lljax
+reads datasets degraded once per image (seeded, ``lljax.imaging``) and crops them, so the
 kernel and noise of an image repeat across epochs, and the re-blurred target differs from the
 circular blur of the crop near the crop border (see ``lljax.trainers.supervised``). The
 official rotation augmentation is buggy (one of its two rotations is discarded); we use flips only.
@@ -29,41 +30,32 @@ anything, e.g. ``--config.data.crop_size=128``. Flips are applied by the trainer
 its kernel (a mirrored blurry image has a mirrored PSF).
 """
 
-import ml_collections
-
+from lljax import base_config
 from lljax.config_lib import parse_arg
 
 PRESETS = ("embedded", "nightshot")
-STEPS_PER_EPOCH = 375  # NightShot: 3000 images / batch 8
+# NightShot: the official loader holds out int(0.05 N) of the 3000 training images and keeps the last
+# partial batch: ceil(2850 / 8) = 357 updates per epoch.
+STEPS_PER_EPOCH = 357
 
 
 def get_config(arg=None):
   preset, flags = parse_arg(arg, presets=PRESETS, default_preset="embedded", flags=("quick",))
-  c = ml_collections.ConfigDict()
+  c = base_config.get_config()
   c.model = dict(name="infwide", variant="release", kwargs={})
-  c.data = dict(name="embedded_photos/lowlight_blur", train_split="train", eval_split="test",
-                data_dir=ml_collections.FieldReference(None, field_type=str), crop_size=256,
-                flip=True, vflip=True, rot90=False, saturation=0.0)
+  c.data.update(name="embedded_photos/lowlight_blur", crop_size=256, flip=True, vflip=True, rot90=False,
+                saturation=0.0)
   c.batch_size = 8
   c.total_steps = 400 * STEPS_PER_EPOCH
   c.seed = 0
-  c.optimizer = dict(b1=0.9, b2=0.999, eps=1e-8, amsgrad=True, weight_decay=0.0, clip_grad_value=0.5)
-  c.schedule = dict(lr=2e-4, step_size=50 * STEPS_PER_EPOCH, gamma=0.5)
-  # fsdp: shard params/optimizer-state arrays of >= fsdp_min_size elements over "data".
-  c.mesh = dict(data=-1, fsdp=False, fsdp_min_size=2**18)
-  # "bfloat16": convs/matmuls in bf16 (like torch autocast), params and losses f32.
-  c.compute_dtype = "float32"
-  # True: recompute each block's activations in the backward pass (less memory; +5-30 % FLOPs).
-  c.remat = False
-  # k > 1: the batch runs as k sequential parts, gradients averaged (same update, ~1/k activations).
-  c.microbatches = 1
-  c.init_checkpoint = ml_collections.FieldReference(None, field_type=str)
+  c.optimizer.update(amsgrad=True, clip_grad_value=0.5)
+  c.schedule.update(kind="step_decay", lr=2e-4, every_steps=50 * STEPS_PER_EPOCH, gamma=0.5)
   c.log_every = 100
   c.eval_every = 5 * STEPS_PER_EPOCH
-  c.eval_limit = ml_collections.FieldReference(8, field_type=int)
-  c.num_samples = 4
+  c.eval_limit = 8
   c.checkpoint_every = 5 * STEPS_PER_EPOCH
   c.keep_checkpoints = 5
+  c.eval_protocols = ("honest", "infwide")
 
   if preset == "nightshot":
     c.data.name, c.data.eval_split = "nightshot", "test"
@@ -73,7 +65,7 @@ def get_config(arg=None):
     c.model.variant = "tiny"
     c.batch_size, c.data.crop_size = 2, 64
     c.total_steps = 100
-    c.schedule.step_size = 50
+    c.schedule.every_steps = 50
     c.schedule.lr = 5e-4
     c.eval_limit = 2
     c.log_every, c.eval_every, c.checkpoint_every = 10, 100, 50

@@ -54,8 +54,7 @@ motion blur, darkening and sensor noise: SSFlow's joint task); ``lol_blur`` need
 LOL-Blur dataset.
 """
 
-import ml_collections
-
+from lljax import base_config
 from lljax.config_lib import parse_arg
 
 PRESETS = ("embedded", "lol_blur")
@@ -63,32 +62,16 @@ PRESETS = ("embedded", "lol_blur")
 
 def get_config(arg=None):
   preset, flags = parse_arg(arg, presets=PRESETS, default_preset="embedded", flags=("self_supervised", "quick"))
-  c = ml_collections.ConfigDict()
+  c = base_config.get_config()
   c.model = dict(name="ssflow", variant="lol_blur", kwargs={})
-  c.data = dict(name="embedded_photos/lowlight_blur", train_split="train", eval_split="test",
-                data_dir=ml_collections.FieldReference(None, field_type=str), crop_size=160, flip=True)
+  c.data.name = "embedded_photos/lowlight_blur"
   c.batch_size = 16
   c.total_steps = 20_000 - 1
   c.seed = 10
-  c.optimizer = dict(b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, clip_grad_norm=0.0, clip_grad_value=0.0)
-  c.schedule = dict(lr=1e-4, warmup_steps=0, warmup_quirk=True, milestones_rel=(0.5, 0.75, 0.9, 0.95),
-                    gamma=0.5, step_offset=2)
-  c.flow = dict(objective="nll", quant=0, train_gt_ratio=0.2, exposure_level=0.5)
-  # fsdp: shard params/optimizer-state arrays of >= fsdp_min_size elements over "data".
-  c.mesh = dict(data=-1, fsdp=False, fsdp_min_size=2**18)
-  # "bfloat16": convs/matmuls in bf16 (like the official fp16 autocast), params and log-dets f32.
-  c.compute_dtype = "float32"
-  # True: recompute each block's activations in the backward pass (less memory; +5-30 % FLOPs).
-  c.remat = False
-  # k > 1: the batch runs as k sequential parts, gradients averaged (same update, ~1/k activations).
-  c.microbatches = 1
-  c.init_checkpoint = ml_collections.FieldReference(None, field_type=str)
-  c.log_every = 50
-  c.eval_every = 200
-  c.eval_limit = ml_collections.FieldReference(None, field_type=int)
-  c.num_samples = 4
-  c.checkpoint_every = 1000
-  c.keep_checkpoints = 3
+  c.schedule.update(kind="warmup_multistep", lr=1e-4, warmup_steps=0, warmup_quirk=True,
+                    milestones_rel=(0.5, 0.75, 0.9, 0.95), gamma=0.5, step_offset=2)
+  c.flow.update(objective="nll", quant=0, train_gt_ratio=0.2, exposure_level=0.5)
+  c.eval_protocols = ("honest", "ssflow")
 
   if preset == "lol_blur":
     c.data.name, c.data.eval_split = "lol_blur", "test"

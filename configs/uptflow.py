@@ -41,8 +41,7 @@ Ours, because no training code was released:
 0.5 has no effect in UPT-Flow).
 """
 
-import ml_collections
-
+from lljax import base_config
 from lljax.config_lib import parse_arg
 
 PRESETS = ("embedded", "lol_v2_real", "lol_v2_synthetic", "lol")
@@ -50,32 +49,17 @@ PRESETS = ("embedded", "lol_v2_real", "lol_v2_synthetic", "lol")
 
 def get_config(arg=None):
   preset, flags = parse_arg(arg, presets=PRESETS, default_preset="embedded", flags=("quick",))
-  c = ml_collections.ConfigDict()
+  c = base_config.get_config()
   c.model = dict(name="uptflow", variant="lol", kwargs={})
-  c.data = dict(name="embedded_photos/lowlight", train_split="train", eval_split="test",
-                data_dir=ml_collections.FieldReference(None, field_type=str), crop_size=160, flip=True)
+  c.data.name = "embedded_photos/lowlight"
   c.batch_size = 8
   c.total_steps = 50_000 - 1
   c.seed = 10
-  c.optimizer = dict(b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, clip_grad_norm=0.0, clip_grad_value=0.0)
-  c.schedule = dict(lr=2e-4, warmup_steps=800, warmup_quirk=True, milestones_rel=(0.4, 0.6, 0.8, 0.9),
-                    gamma=0.5, step_offset=2)
-  c.flow = dict(quant=32, train_gt_ratio=0.0)
-  # fsdp: shard params/optimizer-state arrays of >= fsdp_min_size elements over "data".
-  c.mesh = dict(data=-1, fsdp=False, fsdp_min_size=2**18)
-  # "bfloat16": convs/matmuls in bf16 (like the official fp16 autocast), params and log-dets f32.
-  c.compute_dtype = "float32"
-  # True: recompute each block's activations in the backward pass (less memory; +5-30 % FLOPs).
-  c.remat = False
-  # k > 1: the batch runs as k sequential parts, gradients averaged (same update, ~1/k activations).
-  c.microbatches = 1
-  c.init_checkpoint = ml_collections.FieldReference(None, field_type=str)
-  c.log_every = 50
+  c.schedule.update(kind="warmup_multistep", lr=2e-4, warmup_steps=800, warmup_quirk=True,
+                    milestones_rel=(0.4, 0.6, 0.8, 0.9), gamma=0.5, step_offset=2)
+  c.flow.update(quant=32, train_gt_ratio=0.0)
   c.eval_every = 500
-  c.eval_limit = ml_collections.FieldReference(None, field_type=int)
-  c.num_samples = 4
-  c.checkpoint_every = 1000
-  c.keep_checkpoints = 3
+  c.eval_protocols = ("honest", "uptflow")
 
   if preset == "lol_v2_real":
     c.data.name = "lol_v2/real"

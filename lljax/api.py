@@ -15,16 +15,14 @@ tile. Host features such as LLFlow's histogram equalisation are always computed 
 image, never per tile.
 """
 
-import json
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lljax import checkpoint, models, tiling
-from lljax.losses import nll_bits_per_pixel
+from lljax import checkpoint, inference, models, tiling
+from lljax.inference import pad_to_multiple  # noqa: F401  (public: lljax.api.pad_to_multiple)
 from lljax.utils.images import to_uint8
 from lljax.utils.kernels import check_kernels
 
@@ -42,14 +40,6 @@ def _as_images(images, name="images"):
     raise ValueError(f"{name} must be in [0, 1] (got [{x.min():.3g}, {x.max():.3g}]); divide uint8 by 255")
   return np.clip(x, 0.0, 1.0)
 
-
-def pad_to_multiple(x, multiple):
-  """Reflect-pads NHWC ``x`` at the bottom/right to a multiple of ``multiple`` -> (padded, (h, w))."""
-  h, w = x.shape[1:3]
-  ph, pw = -h % multiple, -w % multiple
-  if ph or pw:
-    x = np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
-  return x, (h, w)
 
 
 class Restorer:
@@ -71,20 +61,16 @@ class Restorer:
     self.params = params
     # Jitted programs are shared by every Restorer of the same architecture (params are arguments),
     # so evaluating several checkpoints in one process compiles each shape once.
-    self._enhance, self._encode, self._prior = _programs(model_name, self.config)
+    self._programs = inference.programs(model_name, self.config)
     self.compiled_shapes = set()  # (what, input shape) of every program compiled so far
 
   def _run_enhance(self, inputs, temperature, rng, prior_map=None):
     self.compiled_shapes.add(("enhance", inputs["low"].shape, prior_map is not None))
-    return np.asarray(self._enhance(self.params, inputs, jnp.float32(temperature), rng, prior_map))
+    return np.asarray(self._programs.enhance(self.params, inputs, jnp.float32(temperature), rng, prior_map))
 
   def model_inputs(self, low):
     """Host preprocessing of NHWC float [0, 1] low images: {"low", **host features}, unpadded."""
-    inputs = {"low": low}
-    extra = [self.family.host_features(to_uint8(im)) for im in low]
-    for key in extra[0] if extra else ():
-      inputs[key] = np.stack([e[key] for e in extra]).astype(np.float32) / 255.0
-    return inputs
+    return inference.model_inputs(self.family, low)
 
   @property
   def needs_kernel(self):
@@ -184,7 +170,7 @@ class Restorer:
     hp, wp = tiling.round_up(h, m), tiling.round_up(w, m)
     arrays = {k: tiling.pad_reflect(v, hp, wp) for k, v in self._host_inputs(image).items()}
     prior_map = None
-    if prior == "global" and self._prior is not None:
+    if prior == "global" and self._programs.prior is not None:
       prior_map = tiling.pad_reflect(self._global_prior(image, prior_pixels or max_pixels, bucket), hp, wp)
     th, tw, corners = tiling.tile_grid(hp, wp, tiling.round_up(tile, m), tiling.round_up(overlap, m), m)
     acc = np.zeros((hp, wp, 3), np.float32)
@@ -209,7 +195,7 @@ class Restorer:
               for k, v in self._host_inputs(small).items()}
     inputs = self._batch(arrays)
     self.compiled_shapes.add(("prior", inputs["low"].shape, False))
-    small_map = np.asarray(self._prior(self.params, inputs))[0, :hs, :ws]
+    small_map = np.asarray(self._programs.prior(self.params, inputs))[0, :hs, :ws]
     return tiling.upscale_bilinear(small_map, factor, h, w)
 
   def encode(self, low, normal):
@@ -227,35 +213,9 @@ class Restorer:
     m = self.family.PAD_MULTIPLE
     if low.shape[1] % m or low.shape[2] % m:
       raise ValueError(f"encode() needs H and W divisible by {m}, got {low.shape[1]}x{low.shape[2]}")
-    out = self._encode(self.params, self.model_inputs(low), normal)
+    out = self._programs.encode(self.params, self.model_inputs(low), normal)
     return jax.tree.map(np.asarray, out)
 
-
-_PROGRAMS = {}
-
-
-def _programs(model_name, config):
-  """Jitted (enhance, encode, prior map or None) for one architecture, built once per process."""
-  key = (model_name, json.dumps(config, sort_keys=True, default=repr))
-  if key not in _PROGRAMS:
-    _PROGRAMS[key] = _build_programs(models.get(model_name).Model(**config))
-  return _PROGRAMS[key]
-
-
-def _build_programs(module):
-  def enhance(params, inputs, temperature, rng, prior_map=None):
-    extra = {} if prior_map is None else {"prior_map": prior_map}
-    return module.apply({"params": params}, inputs, temperature, rng, method=module.enhance, **extra)
-
-  def encode(params, inputs, normal):
-    out = module.apply({"params": params}, inputs, normal, method=module.encode)
-    pixels = normal.shape[1] * normal.shape[2]
-    return {**out, "nll": nll_bits_per_pixel(out["z"], out["logdet"], out["prior_mean"], pixels)}
-
-  def prior(params, inputs):
-    return module.apply({"params": params}, inputs, method=module.prior_map)
-
-  return jax.jit(enhance), jax.jit(encode), (jax.jit(prior) if hasattr(module, "prior_map") else None)
 
 
 def _abstract_params(family, config):
@@ -264,21 +224,9 @@ def _abstract_params(family, config):
 
 
 def load(directory, step=None):
-  """Loads a converted release or a training workdir (latest or given ``step``) as a Restorer."""
-  directory = pathlib.Path(directory)
+  """Loads a converted release or a training workdir (latest or given ``step``) as a Restorer,
+  on this process's first device whatever mesh or number of processes wrote it."""
   spec = checkpoint.read_model_spec(directory)
   family = models.get(spec["model"])
-  abstract = _abstract_params(family, spec["config"])
-  if (directory / checkpoint.CHECKPOINTS_DIR).is_dir():
-    ckpts = checkpoint.TrainCheckpoints(directory, async_save=False)
-    step = ckpts.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"{directory} has no checkpoint yet")
-    params = ckpts.restore_params(step, abstract)
-    ckpts.close()
-  elif (directory / checkpoint.PARAMS_DIR).is_dir():
-    params = checkpoint.restore_params(directory / checkpoint.PARAMS_DIR, abstract)
-  else:
-    raise FileNotFoundError(f"{directory} has {checkpoint.MODEL_FILE} but neither "
-                            f"{checkpoint.CHECKPOINTS_DIR}/ nor {checkpoint.PARAMS_DIR}/")
+  params = checkpoint.load_params(directory, _abstract_params(family, spec["config"]), step)
   return Restorer(spec["model"], spec["config"], params)

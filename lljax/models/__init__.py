@@ -14,7 +14,8 @@ Optional hooks: ``PAD_MODE`` (eval padding, default 'reflect'); non-blind deblur
 (INFWIDE) set ``NEEDS_KERNEL = True`` and ``KERNEL_SIZE`` (largest PSF side accepted), take
 ``(low, kernel)`` and get the blur kernel through the API, ``enhance`` and ``evaluate``;
 supervised models name their training objective in ``OBJECTIVE``
-(``lljax.trainers.supervised.OBJECTIVES``).
+(``lljax.trainers.supervised.OBJECTIVES``); flows whose learned prior has parameters of its
+own list them in ``PRIOR_ONLY_PARAMS`` ('/'-joined path prefixes; see ``lljax.trainers.flow``).
 
 Trainers and the public API reach models only through ``get(name)``.
 """

@@ -21,7 +21,9 @@ Two implementations, picked by ``how``:
   depends on the cotangent, so no compiler can merge it with the forward pass or run it before
   the backward pass reaches the block: a data dependency instead of a barrier. This is what
   saves memory on XLA:CPU.
-- ``"auto"`` (default): "tied" on the CPU backend, "checkpoint" elsewhere.
+
+The trainers pick one from the platform of the mesh a step runs on (``lljax.trainers.steps.
+backend_choices``: "tied" on CPU, "checkpoint" elsewhere) unless the config names one.
 
 Like ``lljax.nn.precision.autocast`` the setting is read while tracing: wrap the traced body
 (the train step's gradient computation), not the call of a compiled function.
@@ -38,19 +40,17 @@ import numpy as np
 from flax.core import lift
 
 _MODE = contextvars.ContextVar("lljax_remat", default=None)
-HOW = ("auto", "checkpoint", "tied")
+HOW = ("checkpoint", "tied")
 
 
 @contextlib.contextmanager
-def rematerialize(enabled=True, how="auto"):
+def rematerialize(enabled=True, how="checkpoint"):
   """Blocks made by ``remat_block`` inside this context are rematerialised (if ``enabled``).
 
-  ``how``: "auto", "checkpoint" or "tied" (see the module docstring).
+  ``how``: "checkpoint" or "tied" (see the module docstring).
   """
   if how not in HOW:
     raise ValueError(f"rematerialize: how must be one of {HOW}, got {how!r}")
-  if how == "auto":
-    how = "tied" if jax.default_backend() == "cpu" else "checkpoint"
   token = _MODE.set(how if enabled else None)
   try:
     yield

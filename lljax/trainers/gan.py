@@ -15,31 +15,24 @@ builds on. The generators' forward pass runs once: its VJP carries the G loss's 
 w.r.t. the generated images) back to the generator params, so step 3 costs no second forward.
 Means are over all elements (torch's ``MSELoss``/``L1Loss``).
 
-The train state is one pytree ``{"params": {"G", "G_inv", "D"}, "opt_g", "opt_d"}``: two
-Adam states (G and G⁻¹ share one, D has its own), placed with ``lljax.parallel.state_shardings``
-(replicated, or FSDP with ``config.mesh.fsdp``), the batch split over the mesh's "data" axis and
-the state donated. BatchNorm generators (DEvUDP-DT, FCL-GAN) train in torch's train mode: each
+The train state is ``{"step", "params": {"G", "G_inv", "D"}, "opt": {"g", "d"}}``: two Adam
+states (G and G⁻¹ share one, D has its own; ``lljax.trainers.common``). BatchNorm generators (DEvUDP-DT, FCL-GAN) train in torch's train mode: each
 of the four generator calls normalises with its own batch statistics and advances the running
 statistics once, in the order above, as four torch forward calls would.
 
 ``config.compute_dtype="bfloat16"`` runs the convolutions in bfloat16 with float32 params and
 losses; ``config.remat=True`` recomputes the generators' ResBlocks in the backward pass.
 
-Checkpoints hold ``params`` (all three networks) and ``opt_state`` ``{"g", "d"}``; runs resume
-from the newest one; the data stream and the step depend only on (seed, step). Inference
-(``lljax.load(workdir)``) uses G alone.
+An epoch is one pass over the blurry images (``config.epochs``; the schedule's
+``every_epochs``). Inference (``lljax.load(workdir)``) uses G alone.
 """
-
-import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from lljax import api, checkpoint, parallel
-from lljax.data import pipeline, sources
 from lljax.nn import BUFFERS, assign_buffers
-from lljax.trainers import common
-from lljax.utils.writers import MetricWriter
+from lljax.trainers import common, optim, steps
 
 GENERATORS = ("G", "G_inv")
 
@@ -94,9 +87,9 @@ def apply_net(module, net, params, x, train=False):
   """
   variables = {"params": {net: params}}
   if not train:
-    return common.to_float32(module.apply(variables, x, method=_method(module, net))), {}
+    return steps.to_float32(module.apply(variables, x, method=_method(module, net))), {}
   y, state = module.apply(variables, x, method=_method(module, net), mutable=[BUFFERS])
-  return common.to_float32(y), state.get(BUFFERS, {}).get(net, {})
+  return steps.to_float32(y), state.get(BUFFERS, {}).get(net, {})
 
 
 def generator_outputs(module, g_params, a, b, train=True):
@@ -128,129 +121,63 @@ def to_model_range(module, x):
 # ---------------------------------------------------------------------------------------------
 
 
-def init_state(params, tx):
-  """The GAN train state from the params of all three nets: one pytree."""
-  g_params = {k: params[k] for k in GENERATORS}
-  return {"params": dict(params), "opt_g": tx.init(g_params), "opt_d": tx.init(params["D"])}
+def init_opt(tx, params):
+  """The optimizer state of all three nets: one Adam state for (G, G⁻¹), one for D."""
+  return {"g": tx.init({k: params[k] for k in GENERATORS}), "d": tx.init(params["D"])}
 
 
-def train_step(module, tx, schedule, gan_cfg, state, step, batch):
-  """One D update then one G/G⁻¹ update. Returns (new state, metrics). Not jitted."""
-  params = state["params"]
-  a, b = to_model_range(module, batch["low"]), to_model_range(module, batch["normal"])
-  g_params = {k: params[k] for k in GENERATORS}
-  outs, vjp_fn, buffers = jax.vjp(lambda gp: generator_outputs(module, gp, a, b), g_params, has_aux=True)
+def make_update(module, family, tx, config):
+  """One D update then one G/G⁻¹ update: ``(state, batch, rng) -> (state, metrics)``."""
+  del family
 
-  def d_loss_fn(d_params):
-    d_real = apply_net(module, "D", d_params, b)[0]
-    d_fake = apply_net(module, "D", d_params, jax.lax.stop_gradient(outs["L"]))[0]
-    return lsgan_d_loss(d_real, d_fake), (jnp.mean(d_real), jnp.mean(d_fake))
+  def update(state, batch, rng):
+    del rng  # the step is deterministic given the batch
+    params = state["params"]
+    a, b = to_model_range(module, batch["low"]), to_model_range(module, batch["normal"])
+    g_params = {k: params[k] for k in GENERATORS}
+    outs, vjp_fn, buffers = jax.vjp(lambda gp: generator_outputs(module, gp, a, b), g_params, has_aux=True)
 
-  (d_loss, (d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(params["D"])
-  new_d, opt_d, finite_d = common.guarded_update(tx, params["D"], state["opt_d"], d_grads, d_loss)
+    def d_loss_fn(d_params):
+      d_real = apply_net(module, "D", d_params, b)[0]
+      d_fake = apply_net(module, "D", d_params, jax.lax.stop_gradient(outs["L"]))[0]
+      return lsgan_d_loss(d_real, d_fake), (jnp.mean(d_real), jnp.mean(d_fake))
 
-  def g_loss_fn(outs):
-    terms = generator_terms(outs, a, b, apply_net(module, "D", new_d, outs["L"])[0])
-    return total_generator_loss(terms, gan_cfg), terms
+    (d_loss, (d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(params["D"])
+    new_d, opt_d, finite_d = optim.guarded_update(tx, params["D"], state["opt"]["d"], d_grads, d_loss)
 
-  (g_loss, terms), out_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(outs)
-  (g_grads,) = vjp_fn(out_grads)
-  new_g, opt_g, finite_g = common.guarded_update(tx, g_params, state["opt_g"], g_grads, g_loss)
-  new_g = assign_buffers(new_g, buffers, assign_if=finite_g)
+    def g_loss_fn(outs):
+      terms = generator_terms(outs, a, b, apply_net(module, "D", new_d, outs["L"])[0])
+      return total_generator_loss(terms, config.gan), terms
 
-  norm = lambda t: jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(t)))
-  metrics = {"loss": g_loss, "d_loss": d_loss, **terms, "d_real": d_real, "d_fake": d_fake,
-             "finite": finite_d & finite_g, "lr": schedule(step), "grad_norm_g": norm(g_grads),
-             "grad_norm_d": norm(d_grads)}
-  return {"params": {**new_g, "D": new_d}, "opt_g": opt_g, "opt_d": opt_d}, metrics
+    (g_loss, terms), out_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(outs)
+    (g_grads,) = vjp_fn(out_grads)
+    new_g, opt_g, finite_g = optim.guarded_update(tx, g_params, state["opt"]["g"], g_grads, g_loss)
+    new_g = assign_buffers(new_g, buffers, assign_if=finite_g)
 
+    metrics = {"loss": g_loss, "d_loss": d_loss, **terms, "d_real": d_real, "d_fake": d_fake,
+               "finite": finite_d & finite_g, "grad_norm_g": optax.global_norm(g_grads),
+               "grad_norm_d": optax.global_norm(d_grads)}
+    return {**state, "params": {**new_g, "D": new_d}, "opt": {"g": opt_g, "d": opt_d}}, metrics
 
-def make_train_step(module, tx, schedule, gan_cfg, mesh, state_sharding, compute_dtype="float32",
-                    remat=False):
-  """The jitted ``(state, step, batch) -> (state, metrics)``; the state is donated.
-
-  ``compute_dtype``/``remat``: see ``common.compute_context`` (bf16 convs; recomputed blocks).
-  """
-  repl = parallel.replicated(mesh)
-
-  def step_fn(state, step, batch):
-    with common.compute_context(compute_dtype, remat):
-      return train_step(module, tx, schedule, gan_cfg, state, step, batch)
-
-  return jax.jit(step_fn, in_shardings=(state_sharding, repl, parallel.batch_sharding(mesh)),
-                 out_shardings=(state_sharding, repl), donate_argnums=(0,))
+  return update
 
 
-# ---------------------------------------------------------------------------------------------
-# The loop.
-# ---------------------------------------------------------------------------------------------
+def check(config):
+  if config.microbatches != 1:  # D's update precedes G's loss, so no single sum of parts
+    raise ValueError(f"config.microbatches={config.microbatches}: the GAN trainer has no gradient "
+                     "accumulation (each step updates D before taking G's loss against it); lower "
+                     "config.batch_size instead")
 
 
-def schedule_steps(config, num_examples):
-  """(total steps, steps per epoch): an epoch is one pass over the blurry images."""
-  steps_per_epoch = max(1, math.ceil(num_examples / config.batch_size))
-  total = config.get("total_steps") or config.epochs * steps_per_epoch
-  return int(total), steps_per_epoch
+TRAINER = common.Trainer(
+    make_update=make_update,
+    init_opt=init_opt,
+    data_options=lambda config, family: {"flip": config.data.flip, "resize_short": config.data.resize_short,
+                                         "unpaired": True},
+    check=check,
+)
 
 
 def train(config, workdir):
   """Trains a GAN model as configured; writes checkpoints, metrics and samples to ``workdir``."""
-  if config.get("microbatches", 1) != 1:  # D's update precedes G's loss, so no single sum of parts
-    raise ValueError(f"config.microbatches={config.microbatches}: the GAN trainer has no gradient "
-                     "accumulation (each step updates D before taking G's loss against it); lower "
-                     "config.batch_size instead")
-  workdir, family, model_kwargs, module, mesh = common.start_run(config, workdir)
-  source = sources.open_source(config.data.name, config.data.train_split, config.data.get("data_dir"))
-  total, steps_per_epoch = schedule_steps(config, len(source))
-  schedule = common.step_decay_schedule(config.schedule.lr, config.schedule.decay_every_epochs * steps_per_epoch,
-                                        config.schedule.gamma)
-  tx = common.make_optimizer(config.optimizer, schedule)
-  ckpts = checkpoint.TrainCheckpoints(workdir, config.keep_checkpoints)
-  start_step = ckpts.latest_step() or 0
-
-  batches = pipeline.train_batches(
-      source, batch_size=config.batch_size, crop_size=config.data.crop_size, seed=config.seed,
-      start_step=start_step, flip=config.data.flip, resize_short=config.data.get("resize_short"),
-      unpaired=True, process_index=jax.process_index(), process_count=jax.process_count())
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-  try:
-    abstract = jax.eval_shape(lambda: init_state(common.abstract_params(module, family, config), tx))
-    sharding = common.state_shardings(abstract, config, mesh)
-    if not start_step:
-      params = common.initial_params(config, family, module)[0]
-      params = jax.device_put(params, sharding["params"])
-      state = jax.jit(lambda p: init_state(p, tx), out_shardings=sharding)(params)
-      print(f"{workdir}: new run ({config.get('init_checkpoint') or 'random init'}; {total} steps, "
-            f"{steps_per_epoch} per epoch)")
-    else:
-      with_sharding = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, sharding)
-      params, opt_state, meta = ckpts.restore(start_step, with_sharding["params"],
-                                              {"g": with_sharding["opt_g"], "d": with_sharding["opt_d"]})
-      state = {"params": params, "opt_g": opt_state["g"], "opt_d": opt_state["d"]}
-      print(f"{workdir}: resuming after step {meta['step']}")
-    restorer = api.Restorer(config.model.name, model_kwargs, state["params"])
-    _loop(config, workdir, module, tx, schedule, mesh, sharding, ckpts, writer, batches, restorer, state,
-          start_step, total)
-  finally:
-    batches.close()
-    ckpts.close()
-    writer.close()
-
-
-def _loop(config, workdir, module, tx, schedule, mesh, sharding, ckpts, writer, batches, restorer, state,
-          start_step, total):
-  step_fn = make_train_step(module, tx, schedule, config.gan, mesh, sharding, config.get("compute_dtype", "float32"),
-                            config.get("remat", False))
-
-  def evaluate(state, step):
-    restorer.params = state["params"]
-    return common.evaluate(restorer, common.eval_examples(config), workdir, step, writer, config.num_samples)
-
-  def save(state, step):
-    ckpts.save(step, state["params"], {"g": state["opt_g"], "d": state["opt_d"]}, {"step": step, "seed": config.seed})
-
-  common.train_loop(config, total, start_step, state, step_fn,
-                    lambda step: parallel.global_batch(next(batches), mesh), evaluate, save, writer)
-  ckpts.wait()
-
-
+  return common.train(config, workdir, TRAINER)

@@ -1,5 +1,6 @@
 """The flow trainer's objectives: what is encoded, which colour map the prior coin uses, dequantisation."""
 
+import flax
 import jax
 import ml_collections
 import numpy as np
@@ -55,7 +56,7 @@ def test_unknown_objective():
 
 def test_host_features_add_the_full_image_mean_only_when_needed():
   example = {"low": np.full((16, 16, 3), 51, np.uint8), "normal": np.zeros((16, 16, 3), np.uint8)}
-  host_fn = flow._host_fn  # pylint: disable=protected-access
+  host_fn = flow.host_fn
   assert host_fn(ssflow, _cfg())(example) == {}
   assert host_fn(ssflow, _cfg(objective="self_supervised"))(example) == {"low_mean": np.float32(0.2)}
   assert set(host_fn(llflow, _cfg(objective="self_supervised"))(example)) == {"histeq", "low_mean"}
@@ -63,7 +64,45 @@ def test_host_features_add_the_full_image_mean_only_when_needed():
 
 def test_quant_zero_encodes_the_image_as_is():
   x = np.random.default_rng(2).uniform(size=(2, 4, 4, 3)).astype(np.float32)
-  same, logdet = flow._dequantize(jax.random.key(0), x, 0)  # pylint: disable=protected-access
+  draws = flow.draw(_cfg(), {"low": x}, jax.random.key(0))
+  (_, same, logdet, _), _ = flow.step_inputs(_cfg(quant=0), {"low": x, "normal": x}, draws)
   assert same is x and np.all(np.asarray(logdet) == 0) and logdet.shape == (2,)
-  noisy, logdet = flow._dequantize(jax.random.key(0), x, 32)  # pylint: disable=protected-access
+  (_, noisy, logdet, _), _ = flow.step_inputs(_cfg(quant=32), {"low": x, "normal": x}, draws)
+  np.testing.assert_allclose(noisy, x + (np.asarray(draws["noise"]) - 0.5) / 32, rtol=1e-6)
   assert 0 < np.abs(np.asarray(noisy) - x).max() <= 1 / 64 and np.allclose(logdet, -np.log(32) * 16)
+
+
+def test_prior_coin_picks_the_target_colour_map_below_train_gt_ratio():
+  x = np.zeros((1, 4, 4, 3), np.float32)
+  for coin, expected in ((0.19, True), (0.21, False)):
+    _, use_gt = flow.step_inputs(_cfg(train_gt_ratio=0.2), {"low": x, "normal": x},
+                                 {"noise": x, "coin": np.float32(coin)})
+    assert bool(use_gt) is expected
+
+
+@pytest.mark.parametrize("family", [llflow, ssflow], ids=["llflow", "ssflow"])
+def test_prior_only_params_are_exactly_those_the_target_prior_does_not_use(family):
+  """Under the target's prior the declared parameters get an exactly zero gradient (torch: none)
+  and every other one a non-zero gradient; under the learned prior they are used. (Torch buffers
+  kept in the params, e.g. BatchNorm statistics, never have a gradient.)"""
+  from lljax.nn import init_variables  # pylint: disable=import-outside-toplevel
+  from lljax.trainers import optim  # pylint: disable=import-outside-toplevel
+  module = family.Model("tiny")
+  rng = np.random.default_rng(0)
+  batch = {k: rng.uniform(size=(2, 16, 16, 3)).astype(np.float32) for k in ("low", "normal", "histeq")}
+  params = init_variables(module, 0, *family.init_inputs(module, 16))["params"]
+  params = jax.tree.map(lambda p: p + 0.05 * rng.standard_normal(p.shape).astype(p.dtype), params)
+  only = optim.path_mask(params, family.PRIOR_ONLY_PARAMS)
+  assert any(jax.tree.leaves(only))
+  for use_gt in (True, False):
+    draws = {"noise": np.zeros_like(batch["low"]), "coin": np.float32(0.0 if use_gt else 1.0)}
+    inputs, coin = flow.step_inputs(_cfg(quant=0), batch, draws)
+    grads, (_, buffers) = jax.grad(lambda p, coin=coin: flow.nll_loss(module, coin, p, inputs), has_aux=True)(params)
+    buffer_paths = set(flax.traverse_util.flatten_dict(flax.core.unfreeze(buffers), sep="/"))
+    zero = {k: bool(np.all(np.asarray(g) == 0)) for k, g in flax.traverse_util.flatten_dict(grads, sep="/").items()
+            if k not in buffer_paths}
+    declared = {k: bool(v) for k, v in flax.traverse_util.flatten_dict(only, sep="/").items() if k not in buffer_paths}
+    if use_gt:
+      assert zero == declared
+    else:
+      assert not any(zero[k] for k, v in declared.items() if v)

@@ -10,10 +10,11 @@ import optax
 import pytest
 
 import lljax
-from lljax import models, parallel
+from helpers import host, on_mesh, override, train_step
+from lljax import models
 from lljax.config_lib import load_config
 from lljax.nn import init_variables
-from lljax.trainers import common, gan
+from lljax.trainers import common, gan, optim
 from lljax.utils.writers import read_jsonl
 
 CONFIG = pathlib.Path(__file__).parents[2] / "configs" / "devudp.py"
@@ -28,13 +29,7 @@ def tiny_config(data_dir, **overrides):
   c.batch_size, c.data.crop_size, c.data.resize_short = 2, 32, 48
   c.mesh.data = 2  # the batch is split over two (fake CPU) devices
   c.eval_limit, c.num_samples = 1, 1
-  for key, value in overrides.items():
-    target = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
-  return c
+  return override(c, **overrides)
 
 
 def test_loss_terms_by_hand():
@@ -51,32 +46,25 @@ def test_loss_terms_by_hand():
   assert float(gan.total_generator_loss(terms, cfg)) == 0.25 + 10 * 0.5 + 5 * (0.25 + 0.125)
 
 
-def _setup(config, num_examples=40):
-  """Module, optimizer and schedule exactly as ``gan.train`` builds them."""
+def _module(config):
   family = models.get(config.model.name)
-  module = family.Model(**common.model_config(family, config.model))
-  _, steps_per_epoch = gan.schedule_steps(config, num_examples)
-  schedule = common.step_decay_schedule(config.schedule.lr, config.schedule.decay_every_epochs * steps_per_epoch,
-                                        config.schedule.gamma)
-  return family, module, common.make_optimizer(config.optimizer, schedule), schedule
+  return family, family.Model(**common.model_config(family, config.model))
 
 
 def test_one_step_moves_G_Ginv_and_D_and_lowers_D_loss():
-  config = tiny_config("/nonexistent")
-  family, module, tx, schedule = _setup(config)
+  config = tiny_config("/nonexistent", epochs=None, total_steps=10)
+  family, module = _module(config)
   params = init_variables(module, 0, *family.init_inputs(module, size=32))["params"]
-  mesh = parallel.make_mesh(2)
-  state = gan.init_state(params, tx)
-  step_fn = gan.make_train_step(module, tx, schedule, config.gan, mesh, parallel.state_shardings(state, mesh))
   rng = np.random.default_rng(0)
   batch = {"low": rng.random((2, 32, 32, 3), np.float32), "normal": rng.random((2, 32, 32, 3), np.float32)}
-  new, metrics = step_fn(parallel.put_state(jax.tree.map(np.array, state), mesh), jnp.int32(0),
-                         parallel.global_batch(batch, mesh))
-  new = jax.device_get(new)
+  mesh, global_batch = on_mesh(batch, 2)
+  step_fn, state = train_step(gan.TRAINER, config, host(params), mesh)
+  new, metrics = step_fn(state, global_batch)
+  new = host(new)
   for net in ("G", "G_inv", "D"):
     moved = [np.abs(n - o).max() for n, o in zip(jax.tree.leaves(new["params"][net]), jax.tree.leaves(params[net]))]
     assert min(moved) > 0, net  # every tensor of every network took an Adam step
-  assert int(new["opt_g"][0].count) == 1 and int(new["opt_d"][0].count) == 1
+  assert int(new["opt"]["g"][0].count) == 1 and int(new["opt"]["d"][0].count) == 1 and int(new["step"]) == 1
 
   # D's loss on the same batch and the same (pre-step) fakes, before and after its update.
   a, b = batch["low"] * 2 - 1, batch["normal"] * 2 - 1
@@ -145,10 +133,10 @@ def test_configs_and_schedule():
   g = load_config(f"{CONFIG}:gopro,dt")
   assert (g.model.variant, g.data.name) == ("dt", "gopro")
   # GoPro: 2103 blurry training images, batch 4 -> 526 steps per epoch, 200 epochs.
-  assert gan.schedule_steps(g, 2103) == (200 * 526, 526)
-  schedule = common.step_decay_schedule(2e-4, 50 * 526, 0.5)  # halved every 50 epochs
-  assert [schedule(s) for s in (0, 50 * 526 - 1, 50 * 526, 150 * 526)] == [2e-4, 2e-4, 1e-4, 2.5e-5]
-  assert float(schedule(jnp.int32(50 * 526))) == pytest.approx(1e-4)
+  assert common.total_steps(g, 2103) == (200 * 526, 526)
+  schedule = optim.make_schedule(g.schedule, 200 * 526, 526)  # halved every 50 epochs
+  np.testing.assert_allclose([schedule(s) for s in (0, 50 * 526 - 1, 50 * 526, 150 * 526)],
+                             [2e-4, 2e-4, 1e-4, 2.5e-5], rtol=1e-6)
 
 
 def test_microbatches_are_refused_before_anything_is_written(tmp_path, embedded_data_dir):
@@ -161,17 +149,12 @@ def test_microbatches_are_refused_before_anything_is_written(tmp_path, embedded_
 
 def _step_on_mesh(config, params, batch, devices, fsdp=False, compute_dtype="float32", remat=False):
   """One GAN step from ``params`` on ``devices`` fake CPU devices; (state, host state, metrics, HLO)."""
-  config.mesh.fsdp, config.mesh.fsdp_min_size = fsdp, 64
-  _, module, _, schedule = _setup(config)
-  tx = optax.sgd(0.01)
-  mesh = parallel.make_mesh(devices)
-  state = gan.init_state(params, tx)
-  sharding = common.state_shardings(state, config, mesh)
-  step_fn = gan.make_train_step(module, tx, schedule, config.gan, mesh, sharding, compute_dtype, remat)
-  args = (jax.device_put(state, sharding), jnp.int32(0), parallel.global_batch(batch, mesh))
-  hlo = step_fn.lower(*args).as_text()
-  new, metrics = step_fn(*args)
-  return new, jax.device_get(new), jax.device_get(metrics), hlo
+  override(config, compute_dtype=compute_dtype, remat=remat, **{"mesh.fsdp": fsdp, "mesh.fsdp_min_size": 64})
+  mesh, global_batch = on_mesh(batch, devices)
+  step_fn, state = train_step(gan.TRAINER, config, params, mesh, tx=optax.sgd(0.01), schedule=lambda s: 0.01)
+  hlo = step_fn.lower(state, global_batch).as_text()
+  new, metrics = step_fn(state, global_batch)
+  return new, host(new), host(metrics), hlo
 
 
 def test_step_on_8_devices_with_fsdp_and_remat_matches_1_device_and_bf16_is_close():
@@ -185,7 +168,7 @@ def test_step_on_8_devices_with_fsdp_and_remat_matches_1_device_and_bf16_is_clos
   """
   assert jax.device_count() >= 8, "tests/conftest.py sets 8 fake CPU devices"
   config = tiny_config("/nonexistent", **{"model.kwargs": dict(TINY, num_res=1)})
-  family, module, _, _ = _setup(config)
+  family, module = _module(config)
   params = init_variables(module, 0, *family.init_inputs(module, size=32))["params"]
   rng = np.random.default_rng(0)
   batch = {"low": rng.random((8, 32, 32, 3), np.float32), "normal": rng.random((8, 32, 32, 3), np.float32)}

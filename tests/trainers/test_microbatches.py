@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lljax import parallel
-from lljax.trainers import common
+from lljax.trainers import steps
 
 
 def _linear_model():
@@ -25,11 +25,11 @@ def _linear_model():
 
 def test_split_is_strided_so_each_part_keeps_every_devices_share():
   x = jnp.arange(12).reshape(12, 1)
-  parts = common.split_microbatches({"x": x}, 3)
-  np.testing.assert_array_equal(common.microbatch(parts, 1)["x"][:, 0], [1, 4, 7, 10])
-  np.testing.assert_array_equal(common.microbatch(parts, jnp.int32(2))["x"][:, 0], [2, 5, 8, 11])
+  parts = steps.split_microbatches({"x": x}, 3)
+  np.testing.assert_array_equal(steps.microbatch(parts, 1)["x"][:, 0], [1, 4, 7, 10])
+  np.testing.assert_array_equal(steps.microbatch(parts, jnp.int32(2))["x"][:, 0], [2, 5, 8, 11])
   with pytest.raises(ValueError, match=r"shape \(12, 1\) into 5 microbatches"):
-    common.split_microbatches({"x": x}, 5)
+    steps.split_microbatches({"x": x}, 5)
 
 
 LOOPS = ("scan", "unrolled")
@@ -39,7 +39,7 @@ LOOPS = ("scan", "unrolled")
 @pytest.mark.parametrize("count", [2, 3, 4])
 def test_accumulated_loss_and_grads_equal_the_full_batch(count, loop):
   params, batch, grad_fn = _linear_model()
-  accumulate = lambda p, b: common.accumulate_gradients(grad_fn, p, b, count, loop=loop)
+  accumulate = lambda p, b: steps.accumulate_gradients(grad_fn, p, b, count, loop=loop)
   (loss, aux), grads = jax.jit(accumulate)(params, batch)
   (ref_loss, _), ref_grads = grad_fn(params, batch)
   np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
@@ -58,7 +58,7 @@ def test_advance_threads_state_from_one_microbatch_to_the_next(loop):
     return (p["w"] * p["count"], {"seen": p["count"]}), {"count": jnp.float32(0.0), "w": p["count"]}
 
   advance = lambda p, aux: {**p, "count": aux["seen"] + 1.0}
-  (loss, aux), grads = common.accumulate_gradients(grad_fn, params, {"x": jnp.zeros((4, 1))}, 4, advance, loop)
+  (loss, aux), grads = steps.accumulate_gradients(grad_fn, params, {"x": jnp.zeros((4, 1))}, 4, advance, loop)
   np.testing.assert_array_equal(aux["seen"], [0.0, 1.0, 2.0, 3.0])
   np.testing.assert_allclose(loss, 1.5)
   np.testing.assert_allclose(grads["w"], 1.5)
@@ -88,7 +88,7 @@ def test_parts_run_one_after_another_in_a_fraction_of_the_memory(loop):
   params, batch, grad_fn = _conv_stack_grad_fn()
   temp = {}
   for count in (1, 4):
-    step = jax.jit(lambda p, b, count=count: common.accumulate_gradients(grad_fn, p, b, count, loop=loop))
+    step = jax.jit(lambda p, b, count=count: steps.accumulate_gradients(grad_fn, p, b, count, loop=loop))
     temp[count] = step.lower(params, batch).compile().memory_analysis().temp_size_in_bytes
   assert temp[4] < 0.45 * temp[1], temp
 
@@ -96,9 +96,9 @@ def test_parts_run_one_after_another_in_a_fraction_of_the_memory(loop):
 def test_batch_must_split_into_microbatches_that_split_over_devices():
   mesh = parallel.make_mesh(2)
   ok = ml_collections.ConfigDict(dict(batch_size=8, microbatches=4))
-  common.check_microbatches(ok, mesh)
-  common.check_microbatches(ml_collections.ConfigDict(dict(batch_size=3)), parallel.make_mesh(1))  # default 1
+  steps.check_microbatches(ok, mesh)
+  steps.check_microbatches(ml_collections.ConfigDict(dict(batch_size=3, microbatches=1)), parallel.make_mesh(1))
   for batch_size, count in ((8, 3), (6, 2), (8, 0)):
     bad = ml_collections.ConfigDict(dict(batch_size=batch_size, microbatches=count))
     with pytest.raises(ValueError, match=f"microbatches={count} does not fit batch_size {batch_size} on 2"):
-      common.check_microbatches(bad, mesh)
+      steps.check_microbatches(bad, mesh)

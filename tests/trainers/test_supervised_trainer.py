@@ -1,20 +1,23 @@
 """Supervised trainer (INFWIDE): loss terms, AMSGrad, step decay, a decreasing loss on `tiny`."""
 
+import pathlib
+
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 from scipy import ndimage
 
-from lljax import losses, models, parallel
+from helpers import FAST_COMPILE, host, on_mesh, override, train_step
+from lljax import losses, models
+from lljax.config_lib import load_config
 from lljax.losses import restoration
 from lljax.nn import init_variables
-from lljax.trainers import common, supervised
+from lljax.trainers import optim, supervised
 
-# XLA:CPU spends most of this file's time optimising the train step's code; the values are the same.
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+CONFIG = pathlib.Path(__file__).parents[2] / "configs" / "infwide.py"
+
 
 
 def test_tv_is_the_official_squared_total_variation():
@@ -64,7 +67,7 @@ def test_infwide_loss_parts_vanish_for_perfect_outputs_and_are_weighted():
 
 
 def test_amsgrad_matches_torch_semantics():
-  tx = supervised.scale_by_amsgrad_torch(0.9, 0.999, 1e-8)
+  tx = optim.scale_by_adam_torch(0.9, 0.999, 1e-8, amsgrad=True)
   p = jnp.zeros(2)
   state = tx.init(p)
   m = v = vmax = np.zeros(2)
@@ -80,44 +83,25 @@ def test_amsgrad_matches_torch_semantics():
   ref_state = ref.init(p)
   for g in ([1.0, -2.0], [0.1, 0.5]):
     ref_upd, ref_state = ref.update(jnp.asarray(g), ref_state)
-  ours = supervised.scale_by_amsgrad_torch(0.9, 0.999, 1e-8)
+  ours = optim.scale_by_adam_torch(0.9, 0.999, 1e-8, amsgrad=True)
   our_state = ours.init(p)
   for g in ([1.0, -2.0], [0.1, 0.5]):
     our_upd, our_state = ours.update(jnp.asarray(g), our_state)
   assert np.abs(np.asarray(ref_upd) - np.asarray(our_upd)).max() > 1e-2
 
 
-def test_step_schedule_and_value_clipping():
-  cfg = ml_collections.ConfigDict(dict(lr=2e-4, step_size=10, gamma=0.5))
-  sched = supervised.step_schedule(cfg)
-  np.testing.assert_allclose([sched(np.int32(s)) for s in (0, 9, 10, 25)], [2e-4, 2e-4, 1e-4, 5e-5])
-  opt = ml_collections.ConfigDict(dict(b1=0.9, b2=0.999, eps=1e-8, amsgrad=True, weight_decay=0.0,
-                                       clip_grad_value=0.5))
-  tx = supervised.make_optimizer(opt, lambda step: 1.0)
-  params = jnp.zeros(2)
-  upd, _ = tx.update(jnp.asarray([5.0, -0.1]), tx.init(params), params)
-  # First Adam step is sign(g) * |g| / |g|: clipping shows in neither; check via a second, smaller step.
-  np.testing.assert_allclose(upd, [-1.0, 1.0], rtol=1e-4)
-  clip = optax.clip(0.5)
-  np.testing.assert_allclose(clip.update(jnp.asarray([5.0, -0.1]), clip.init(params))[0], [0.5, -0.1])
+def _tiny_config(**overrides):
+  """configs/infwide.py:quick with the tiny model lighter still (fewer ops to compile)."""
+  c = load_config(f"{CONFIG}:quick")
+  c.model.kwargs = dict(fsr_resblocks=0, xrf_resblocks=0)
+  return override(c, **overrides)
 
 
 def test_loss_decreases_on_tiny_with_one_sharded_jitted_step():
+  config = _tiny_config(**{"data.saturation": 1.2, "schedule.lr": 2e-3, "schedule.every_steps": 1000})
   family = models.get("infwide")
-  module = family.Model("tiny", fsr_resblocks=0, xrf_resblocks=0)  # fewer ops to compile
-  config = ml_collections.ConfigDict(dict(
-      data=dict(saturation=1.2),
-      optimizer=dict(b1=0.9, b2=0.999, eps=1e-8, amsgrad=True, weight_decay=0.0, clip_grad_value=0.5),
-      schedule=dict(lr=2e-3, step_size=1000, gamma=0.5)))
-  mesh = parallel.make_mesh(2)
-  schedule = supervised.step_schedule(config.schedule)
-  tx = supervised.make_optimizer(config.optimizer, schedule)
+  module = family.Model("tiny", fsr_resblocks=0, xrf_resblocks=0)
   params = init_variables(module, 0, *family.init_inputs(module, size=32))["params"]
-  shardings = (parallel.state_shardings(params, mesh), parallel.state_shardings(jax.eval_shape(tx.init, params), mesh))
-  params = jax.device_put(params, shardings[0])
-  opt_state = jax.jit(tx.init, out_shardings=shardings[1])(params)
-  step_fn = supervised.make_train_step(module, family, tx, schedule, config, shardings, mesh,
-                                       compiler_options=FAST_COMPILE)
   rng = np.random.default_rng(2)
   sharp = ndimage.gaussian_filter(rng.random((2, 32, 32, 3)), (0, 1.5, 1.5, 0)).astype(np.float32)
   kernel = np.zeros((2, 7, 7), np.float32)
@@ -125,10 +109,11 @@ def test_loss_decreases_on_tiny_with_one_sharded_jitted_step():
   blurry = np.stack([np.stack([ndimage.convolve(sharp[b, ..., c], kernel[b], mode="wrap") for c in range(3)], -1)
                      for b in range(2)])
   low = np.clip(blurry + 0.02 * rng.standard_normal(blurry.shape), 0, 1).astype(np.float32)
-  batch = parallel.global_batch({"low": low, "normal": sharp, "kernel": kernel}, mesh)
+  mesh, batch = on_mesh({"low": low, "normal": sharp, "kernel": kernel}, 2)
+  step_fn, state = train_step(supervised.TRAINER, config, params, mesh, compiler_options=FAST_COMPILE)
   history = []
-  for step in range(12):
-    params, opt_state, metrics = step_fn(params, opt_state, jnp.int32(step), batch)
+  for _ in range(12):
+    state, metrics = step_fn(state, batch)
     history.append(float(metrics["loss"]))
     assert bool(metrics["finite"])
   assert set(metrics) >= {"main_half", "main_full", "denoise", "forward", "lr", "grad_norm"}
@@ -136,19 +121,13 @@ def test_loss_decreases_on_tiny_with_one_sharded_jitted_step():
 
 
 def test_config_presets_and_trainer_dispatch():
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  import pathlib  # pylint: disable=import-outside-toplevel
   from lljax import trainers  # pylint: disable=import-outside-toplevel
-  path = pathlib.Path(__file__).parents[2] / "configs" / "infwide.py"
-  spec = importlib.util.spec_from_file_location("infwide_config", path)
-  cfg_mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(cfg_mod)
-  default = cfg_mod.get_config()
+  default = load_config(str(CONFIG))
   assert default.data.name == "embedded_photos/lowlight_blur" and default.data.saturation == 0
   assert default.optimizer.amsgrad and default.optimizer.clip_grad_value == 0.5
   assert default.schedule.lr == 2e-4 and default.schedule.gamma == 0.5
-  assert default.total_steps == 400 * default.schedule.step_size // 50
-  night = cfg_mod.get_config("nightshot,quick")
+  assert default.total_steps == 400 * default.schedule.every_steps // 50
+  night = load_config(f"{CONFIG}:nightshot,quick")
   assert night.data.name == "nightshot" and night.data.saturation == 1.2 and night.model.variant == "tiny"
   assert trainers.get(models.get(default.model.name).KIND) is supervised
 
@@ -169,29 +148,23 @@ def test_flips_mirror_the_kernel_with_its_image():
 
 def _infwide_step_on_mesh(devices, fsdp=False, compute_dtype="float32", remat=False, microbatches=1):
   """One INFWIDE (tiny) SGD step on ``devices`` fake CPU devices; (params, host params, metrics, HLO)."""
+  config = _tiny_config(compute_dtype=compute_dtype, remat=remat, microbatches=microbatches,
+                        microbatch_loop="unrolled", **{"model.kwargs.fsr_resblocks": 1, "mesh.data": devices,
+                                                       "mesh.fsdp": fsdp, "mesh.fsdp_min_size": 64})
   family = models.get("infwide")
   module = family.Model("tiny", fsr_resblocks=1, xrf_resblocks=0)
-  config = ml_collections.ConfigDict(dict(
-      data=dict(saturation=0.0), compute_dtype=compute_dtype, remat=remat, microbatches=microbatches,
-      mesh=dict(data=devices, fsdp=fsdp, fsdp_min_size=64)))
-  mesh = parallel.make_mesh(devices)
-  tx = optax.sgd(0.01)
   params = init_variables(module, 0, *family.init_inputs(module, size=32))["params"]
-  shardings = (common.state_shardings(params, config, mesh),
-               common.state_shardings(jax.eval_shape(tx.init, params), config, mesh))
-  params = jax.device_put(params, shardings[0])
-  opt_state = jax.jit(tx.init, out_shardings=shardings[1])(params)
-  step_fn = supervised.make_train_step(module, family, tx, lambda step: 0.01, config, shardings, mesh,
-                                       compiler_options=FAST_COMPILE)
   rng = np.random.default_rng(3)
   kernel = np.zeros((8, 7, 7), np.float32)
   kernel[:, 3, 1:6] = 0.2
   batch = {"low": rng.random((8, 32, 32, 3), np.float32), "normal": rng.random((8, 32, 32, 3), np.float32),
            "kernel": kernel}
-  args = (params, opt_state, jnp.int32(0), parallel.global_batch(batch, mesh))
-  hlo = step_fn.lower(*args).as_text()
-  params, _, metrics = step_fn(*args)
-  return params, jax.device_get(params), jax.device_get(metrics), hlo
+  mesh, batch = on_mesh(batch, devices)
+  step_fn, state = train_step(supervised.TRAINER, config, params, mesh, tx=optax.sgd(0.01), schedule=lambda s: 0.01,
+                              compiler_options=FAST_COMPILE)
+  hlo = step_fn.lower(state, batch).as_text()
+  state, metrics = step_fn(state, batch)
+  return state["params"], host(state["params"]), host(metrics), hlo
 
 
 def test_step_on_8_devices_with_fsdp_and_remat_or_in_microbatches_matches_and_bf16_is_close():
@@ -208,7 +181,7 @@ def test_step_on_8_devices_with_fsdp_and_remat_or_in_microbatches_matches_and_bf
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-4), sharded_host, single)
   _, micro, micro_metrics, micro_hlo = _infwide_step_on_mesh(4, microbatches=2)
   convolutions = [hlo.count("stablehlo.convolution") for hlo in (plain_hlo, micro_hlo)]
-  assert convolutions[1] > 1.5 * convolutions[0]  # XLA:CPU: the model's two parts written out in sequence
+  assert convolutions[1] > 1.5 * convolutions[0]  # "unrolled": the model's two parts written out in sequence
   for key in single_metrics:  # gradient accumulation: the whole batch's update and loss terms
     np.testing.assert_allclose(micro_metrics[key], single_metrics[key], rtol=1e-5, atol=1e-7)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-4), micro, single)

@@ -11,7 +11,7 @@ PAD_MULTIPLE = 1  # any size: the ResUNet pads itself, the U-Nets pad/crop their
 PAD_MODE = "edge"
 OBJECTIVE = "infwide"  # lljax.losses.infwide_loss, used by the supervised trainer
 NEEDS_KERNEL = True  # enhance() takes a blur kernel per image
-KERNEL_SIZE = 37  # the PSF support of the training data (NightShot, lljax.data.degrade)
+KERNEL_SIZE = 37  # the PSF support of the training data (NightShot, lljax.imaging.motion)
 # `python -m lljax.enhance` tiles larger photos. Whole images are exact (the Wiener NSR is
 # estimated per image); a whole 1080p image peaks at 3.8 GB RSS on CPU
 # (benchmarks/infwide_memory.py), so up to 4 MP runs whole on a 24 GB machine.

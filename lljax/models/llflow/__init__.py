@@ -9,6 +9,9 @@ from lljax.models.llflow.preprocess import equalize_hist, host_features
 KIND = "flow"
 CONVERTER = "lljax.convert.llflow"
 PAD_MULTIPLE = 8
+# Parameters only the learned prior uses (its colour-map head): a training step whose prior is the
+# target's does not update them (torch: their grad is None; lljax.trainers.flow).
+PRIOR_ONLY_PARAMS = ("RRDB/fine_tune_color_map",)
 
 # Released configurations (code/confs/*.yml of wyf0912/LLFlow) plus reduced ones.
 VARIANTS = {
@@ -34,4 +37,4 @@ def init_inputs(module, size=None):
   return ({"low": image, "histeq": image}, image)
 
 
-__all__ = ["CONVERTER", "KIND", "LLFlow", "Model", "PAD_MULTIPLE", "VARIANTS", "equalize_hist", "host_features", "init_inputs"]
+__all__ = ["CONVERTER", "KIND", "LLFlow", "Model", "PAD_MULTIPLE", "PRIOR_ONLY_PARAMS", "VARIANTS", "equalize_hist", "host_features", "init_inputs"]

@@ -8,6 +8,9 @@ from lljax.models.ssflow.model import SSFlow, smoothed_colour_map
 KIND = "flow"
 CONVERTER = "lljax.convert.ssflow"
 PAD_MULTIPLE = 8
+# Parameters only the learned prior uses (the OAtt-UNet's colour-map branch): a training step whose prior is the
+# target's does not update them (torch: their grad is None; lljax.trainers.flow).
+PRIOR_ONLY_PARAMS = ("RRDB/denoise/D_block0_0", "RRDB/denoise/D_block0_1")
 
 VARIANTS = {
     # confs/LOL_smallNet.yml of shibaoshun/SSFlow (the released model, trained on LOL-Blur):
@@ -39,5 +42,5 @@ def init_inputs(module, size=None):
   return ({"low": image}, image)
 
 
-__all__ = ["CONVERTER", "KIND", "Model", "PAD_MULTIPLE", "SSFlow", "VARIANTS", "host_features", "init_inputs",
+__all__ = ["CONVERTER", "KIND", "Model", "PAD_MULTIPLE", "PRIOR_ONLY_PARAMS", "SSFlow", "VARIANTS", "host_features", "init_inputs",
            "smoothed_colour_map"]
