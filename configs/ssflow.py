@@ -18,7 +18,10 @@ code with confs/LOL_smallNet.yml, reproduced here: the NLL of the normal-light s
 batch) the target's 7x7-averaged chromaticity; Adam lr 1e-4 with the betas torch actually uses
 (0.9, 0.999; the yml's beta2 never reaches the optimizer), no weight decay; batch 16 of
 160x160 crops with horizontal flips; 20000 iterations (19999 updates: LLFlow's loop skips the
-update of iteration 1), no warm-up, x0.5 at 50/75/90/95 %; seed 10. ``quant = 0``: LLFlow's
+update of iteration 1), no warm-up, x0.5 at 50/75/90/95 %; seed 10. On a step with the
+target's prior the OAtt-UNet's colour-map branch gets no gradient and torch's Adam skips it
+(no update, no moment decay, its own step count), as lljax does. Checked update by update
+against the official step (``tests/trainers/test_official_step.py``). ``quant = 0``: LLFlow's
 ``forward`` defaults to ``add_gt_noise=False`` and ``optimize_parameters`` does not pass it, so
 the released recipe never dequantises the target (lljax's LLFlow configs do, with quant 32).
 The OAtt-UNet's BatchNorms train with batch statistics and update their running statistics

@@ -20,12 +20,17 @@ From the official repository (faithful):
 * the loss: the NLL of the ``normal_flow`` deleted in commit f868003 (last seen in 3a7afc4):
   dequantisation ``x + (u - 1/2) / 32`` with log-det ``-ln(32) H W``, a standard-normal prior,
   bits per pixel location; no other term (``weight_l1`` 0, ``encode_color_map`` off);
+* MSFormer's stochastic depth (timm DropPath, rates up to 0.1) in training, and ActNorm's data
+  init inside the first update's forward pass (on its dequantised image, with its DropPath);
 * UPT-Flow.yml's schedule: Adam lr 2e-4 (effective betas (0.9, 0.999): the yml's beta2 0.99
   never reaches torch's Adam, the same optimiser code as LLFlow), weight decay 0, batch 8 of
   160x160 crops with horizontal flips, 50 000 iterations, linear warm-up over 800, x0.5 at
   40/60/80/90 %; validation every 500 and checkpoints every 1000 iterations; seed 10.
 
-Ours, because no training code was released:
+Ours, because no training code was released (``optimize_parameters`` is ``pass`` in every
+commit): the step is LLFlow's ``optimize_parameters`` on UPT-Flow's model, which
+``tests/trainers/test_official_step.py`` replays update by update
+(``tests/fixtures/uptflow/make_train_step.py``), and
 * the loop follows LLFlow's train.py, on which the repository is built: iteration 1 makes no
   update (50 000 iterations = 49 999 updates) and the scheduler keeps the last warm-up rate;
 * the unbalanced point map is computed in the model from each low crop (the official test
@@ -33,10 +38,7 @@ Ours, because no training code was released:
 * the data pipelines: the yml names a ``LoL_v2`` loader that was never released, so the LOL-v2
   subsets and LOL v1 use lljax's paired TFDS builders with the same crop/flip recipe;
 * float32 training (the reference used fp16 autocast) and ActNorm statistics over the global
-  batch (official: per GPU);
-* no DropPath: MSFormer builds stochastic depth (rates up to 0.1) into its window branch, which
-  an official training run presumably used; lljax's flow trainer has no dropout RNG stream and
-  the model is deterministic, so training runs without it.
+  batch (official: per GPU).
 ``flow.train_gt_ratio`` is 0: the standard-normal prior has no GT colour-map option (the yml's
 0.5 has no effect in UPT-Flow).
 """

@@ -56,33 +56,47 @@ def flow_target(flow_cfg, batch):
 
 def draw(flow_cfg, batch, rng):
   """The step's random draws for the whole batch: ``{"noise": U[0, 1) of the encoded image's
-  shape (unused when quant is 0), "coin": U[0, 1) scalar}``."""
-  noise_rng, coin_rng = jax.random.split(rng)
+  shape (unused when quant is 0), "coin": U[0, 1) scalar, "droppath": the models' stochastic-depth
+  RNG (UPT-Flow's MSFormer)}``. Replaying given draws: ``"droppath_masks"`` (the model's
+  ``"droppath"`` variable collection of keep masks) instead of ``"droppath"``."""
+  noise_rng, coin_rng, droppath_rng = jax.random.split(rng, 3)
   shape = batch["low"].shape
   return {"noise": jax.random.uniform(noise_rng, shape, batch["low"].dtype),
-          "coin": jax.random.uniform(coin_rng)}
+          "coin": jax.random.uniform(coin_rng), "droppath": droppath_rng}
 
 
 def step_inputs(flow_cfg, batch, draws):
-  """((batch, x, logdet0, colour_source), use_gt_prior) of one step: the dequantised image
+  """((batch, x, logdet0, colour_source, rows), use_gt_prior) of one step: the dequantised image
   ``x = image + (noise - 1/2) / quant`` (B, H, W, 3) with its log-det ``-ln(quant) H W`` (B,),
-  the image whose colour map is the alternative prior mean, and the prior coin
-  ``coin < train_gt_ratio`` (a boolean scalar)."""
+  the image whose colour map is the alternative prior mean, the row indices (B,) (microbatch i
+  starts at row i) and the prior coin ``coin < train_gt_ratio`` (a boolean scalar)."""
   image, colour_source = flow_target(flow_cfg, batch)
   if flow_cfg.quant:
     x = image + (draws["noise"] - 0.5) / flow_cfg.quant
     logdet0 = jnp.full((x.shape[0],), -np.log(flow_cfg.quant) * x.shape[1] * x.shape[2], x.dtype)
   else:
     x, logdet0 = image, jnp.zeros((image.shape[0],), image.dtype)
-  return (batch, x, logdet0, colour_source), draws["coin"] < flow_cfg.train_gt_ratio
+  rows = jnp.arange(x.shape[0], dtype=jnp.int32)
+  return (batch, x, logdet0, colour_source, rows), draws["coin"] < flow_cfg.train_gt_ratio
 
 
-def nll_loss(module, use_gt_prior, params, inputs):
-  """Mean NLL (bits per pixel location) of ``inputs`` (from ``step_inputs``); returns
-  (loss, (aux metrics, new buffers))."""
-  batch, x, logdet0, colour_source = inputs
-  out, state = module.apply({"params": params}, batch, x, target=colour_source,
-                            use_target_prior=use_gt_prior, method=module.encode, mutable=[BUFFERS])
+def stochastic(draws, rows):
+  """(extra variables, rngs) of a train-mode apply: the given keep masks, or the stochastic-depth
+  RNG folded with the part's first row (each microbatch draws its own masks)."""
+  if "droppath_masks" in draws:
+    return {"droppath": draws["droppath_masks"]}, {}
+  if "droppath" in draws:
+    return {}, {"droppath": jax.random.fold_in(draws["droppath"], rows[0])}
+  return {}, {}
+
+
+def nll_loss(module, use_gt_prior, draws, params, inputs):
+  """Mean NLL (bits per pixel location) of ``inputs`` (from ``step_inputs``) in train mode;
+  returns (loss, (aux metrics, new buffers))."""
+  batch, x, logdet0, colour_source, rows = inputs
+  variables, rngs = stochastic(draws, rows)
+  out, state = module.apply({"params": params, **variables}, batch, x, target=colour_source,
+                            use_target_prior=use_gt_prior, method=module.encode, mutable=[BUFFERS], rngs=rngs)
   pixels = x.shape[1] * x.shape[2]
   nll = nll_bits_per_pixel(out["z"], out["logdet"] + logdet0, out["prior_mean"], pixels)
   return jnp.mean(nll), ({"gt_prior": use_gt_prior.astype(jnp.float32)}, state.get(BUFFERS, {}))
@@ -95,7 +109,7 @@ def make_gradients(module, config):
 
   def gradients(params, batch, draws):
     inputs, use_gt_prior = step_inputs(config.flow, batch, draws)
-    grad_fn = jax.value_and_grad(functools.partial(nll_loss, module, use_gt_prior), has_aux=True)
+    grad_fn = jax.value_and_grad(functools.partial(nll_loss, module, use_gt_prior, draws), has_aux=True)
     (loss, (aux, buffers)), grads = steps.accumulate_gradients(
         grad_fn, params, inputs, config.microbatches, advance=lambda p, aux: assign_buffers(p, aux[1]))
     buffers = jax.tree.map(lambda b: b[-1], buffers)  # the last microbatch's: they were threaded
@@ -127,14 +141,19 @@ def make_update(module, family, tx, config, draw_fn=None):
   return update
 
 
-def actnorm_init(module, config, params, batch):
-  """Data-dependent ActNorm initialisation from one (global) batch, in train mode; keeps the
-  params' placement (e.g. FSDP)."""
+def actnorm_init(module, config, params, batch, draws=None):
+  """Data-dependent ActNorm initialisation from one (global) batch, in train mode, on what step 0
+  encodes: the official ActNorm initialises inside the first update's forward pass, so from its
+  dequantised image, prior and stochastic-depth masks (``draws``: default step 0's, from
+  ``config.seed``). Keeps the params' placement (e.g. FSDP)."""
 
   def run(params, batch):
-    image = flow_target(config.flow, batch)[0]
-    _, state = module.apply({"params": params}, batch, image, method=module.encode,
-                            mutable=[flows.ACTNORM_INIT, BUFFERS])
+    step0 = draws if draws is not None else draw(config.flow, batch, jax.random.fold_in(jax.random.key(config.seed), 0))
+    (batch, x, _, colour_source, rows), use_gt_prior = step_inputs(config.flow, batch, step0)
+    variables, rngs = stochastic(step0, rows)
+    _, state = module.apply({"params": params, **variables}, batch, x, target=colour_source,
+                            use_target_prior=use_gt_prior, method=module.encode,
+                            mutable=[flows.ACTNORM_INIT, BUFFERS], rngs=rngs)
     return flows.init_actnorms(params, state[flows.ACTNORM_INIT])
 
   leaves = jax.tree.leaves(params)

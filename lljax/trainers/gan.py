@@ -126,6 +126,18 @@ def init_opt(tx, params):
   return {"g": tx.init({k: params[k] for k in GENERATORS}), "d": tx.init(params["D"])}
 
 
+def d_gradients(module, d_params, real, fake):
+  """((D loss, (mean D(real), mean D(fake))), gradients) of D on model-range ``real`` (B) and the
+  generated ``fake`` (L; no gradient flows into the generator)."""
+
+  def d_loss_fn(d_params):
+    d_real = apply_net(module, "D", d_params, real)[0]
+    d_fake = apply_net(module, "D", d_params, jax.lax.stop_gradient(fake))[0]
+    return lsgan_d_loss(d_real, d_fake), (jnp.mean(d_real), jnp.mean(d_fake))
+
+  return jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
+
+
 def make_update(module, family, tx, config):
   """One D update then one G/G⁻¹ update: ``(state, batch, rng) -> (state, metrics)``."""
   del family
@@ -136,13 +148,7 @@ def make_update(module, family, tx, config):
     a, b = to_model_range(module, batch["low"]), to_model_range(module, batch["normal"])
     g_params = {k: params[k] for k in GENERATORS}
     outs, vjp_fn, buffers = jax.vjp(lambda gp: generator_outputs(module, gp, a, b), g_params, has_aux=True)
-
-    def d_loss_fn(d_params):
-      d_real = apply_net(module, "D", d_params, b)[0]
-      d_fake = apply_net(module, "D", d_params, jax.lax.stop_gradient(outs["L"]))[0]
-      return lsgan_d_loss(d_real, d_fake), (jnp.mean(d_real), jnp.mean(d_fake))
-
-    (d_loss, (d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(params["D"])
+    (d_loss, (d_real, d_fake)), d_grads = d_gradients(module, params["D"], b, outs["L"])
     new_d, opt_d, finite_d = optim.guarded_update(tx, params["D"], state["opt"]["d"], d_grads, d_loss)
 
     def g_loss_fn(outs):

@@ -60,15 +60,22 @@ def loss_fn(module, family, objective, saturation, params, batch):
   return objective(outputs, batch)
 
 
-def make_update(module, family, tx, config):
-  """The supervised update ``(state, batch, rng) -> (state, metrics)`` (see ``steps``)."""
+def make_gradients(module, family, config):
+  """``gradients(params, batch) -> ((loss, loss parts), grads)`` over ``config.microbatches``
+  sequential parts of the batch (parts stacked per microbatch)."""
   objective = OBJECTIVES[family.OBJECTIVE]
   grad_fn = jax.value_and_grad(functools.partial(loss_fn, module, family, objective, config.data.saturation),
                                has_aux=True)
+  return lambda params, batch: steps.accumulate_gradients(grad_fn, params, batch, config.microbatches)
+
+
+def make_update(module, family, tx, config):
+  """The supervised update ``(state, batch, rng) -> (state, metrics)`` (see ``steps``)."""
+  gradients = make_gradients(module, family, config)
 
   def update(state, batch, rng):
     del rng  # the step is deterministic given the batch
-    (loss, parts), grads = steps.accumulate_gradients(grad_fn, state["params"], batch, config.microbatches)
+    (loss, parts), grads = gradients(state["params"], batch)
     params, opt, finite = optim.guarded_update(tx, state["params"], state["opt"], grads, loss)
     metrics = {"loss": loss, "finite": finite, "grad_norm": optax.global_norm(grads),
                **jax.tree.map(jnp.mean, parts)}

@@ -17,8 +17,9 @@ FLOW_CFG = ml_collections.ConfigDict({"objective": "nll", "quant": 32, "train_gt
 def _loss_fn(module, batch, remat, how="checkpoint"):
   def loss(p):
     with rematerialize(remat, how):
-      inputs, coin = flow.step_inputs(FLOW_CFG, batch, flow.draw(FLOW_CFG, batch, jax.random.key(0)))
-      return flow.nll_loss(module, coin, p, inputs)[0]
+      draws = flow.draw(FLOW_CFG, batch, jax.random.key(0))
+      inputs, coin = flow.step_inputs(FLOW_CFG, batch, draws)
+      return flow.nll_loss(module, coin, draws, p, inputs)[0]
 
   return loss
 

@@ -65,9 +65,9 @@ def test_host_features_add_the_full_image_mean_only_when_needed():
 def test_quant_zero_encodes_the_image_as_is():
   x = np.random.default_rng(2).uniform(size=(2, 4, 4, 3)).astype(np.float32)
   draws = flow.draw(_cfg(), {"low": x}, jax.random.key(0))
-  (_, same, logdet, _), _ = flow.step_inputs(_cfg(quant=0), {"low": x, "normal": x}, draws)
+  (_, same, logdet, _, _), _ = flow.step_inputs(_cfg(quant=0), {"low": x, "normal": x}, draws)
   assert same is x and np.all(np.asarray(logdet) == 0) and logdet.shape == (2,)
-  (_, noisy, logdet, _), _ = flow.step_inputs(_cfg(quant=32), {"low": x, "normal": x}, draws)
+  (_, noisy, logdet, _, _), _ = flow.step_inputs(_cfg(quant=32), {"low": x, "normal": x}, draws)
   np.testing.assert_allclose(noisy, x + (np.asarray(draws["noise"]) - 0.5) / 32, rtol=1e-6)
   assert 0 < np.abs(np.asarray(noisy) - x).max() <= 1 / 64 and np.allclose(logdet, -np.log(32) * 16)
 
@@ -97,7 +97,7 @@ def test_prior_only_params_are_exactly_those_the_target_prior_does_not_use(famil
   for use_gt in (True, False):
     draws = {"noise": np.zeros_like(batch["low"]), "coin": np.float32(0.0 if use_gt else 1.0)}
     inputs, coin = flow.step_inputs(_cfg(quant=0), batch, draws)
-    grads, (_, buffers) = jax.grad(lambda p, coin=coin: flow.nll_loss(module, coin, p, inputs), has_aux=True)(params)
+    grads, (_, buffers) = jax.grad(lambda p, coin=coin: flow.nll_loss(module, coin, draws, p, inputs), has_aux=True)(params)
     buffer_paths = set(flax.traverse_util.flatten_dict(flax.core.unfreeze(buffers), sep="/"))
     zero = {k: bool(np.all(np.asarray(g) == 0)) for k, g in flax.traverse_util.flatten_dict(grads, sep="/").items()
             if k not in buffer_paths}

@@ -214,8 +214,8 @@ def test_microbatches_advance_batchnorm_buffers_in_order(embedded_data_dir):
   expected = params
   for i in range(2):
     part = steps.microbatch(parts, i)
-    expected = assign_buffers(expected, flow.nll_loss(module, coin, expected, part)[1][1])
-  whole = assign_buffers(params, flow.nll_loss(module, coin, params, inputs)[1][1])
+    expected = assign_buffers(expected, flow.nll_loss(module, coin, draws, expected, part)[1][1])
+  whole = assign_buffers(params, flow.nll_loss(module, coin, draws, params, inputs)[1][1])
   def running(tree):
     flat = flax.traverse_util.flatten_dict(tree, sep="/")
     return {k: v for k, v in flat.items() if k.endswith(("running_mean", "running_var"))}
@@ -288,7 +288,7 @@ def test_bfloat16_autocast_loss_close_to_float32(embedded_data_dir, perturb):
         out = module.apply({"params": params}, batch, batch["normal"], method=module.encode)
         draws = flow.draw(config.flow, batch, jax.random.key(0))
         inputs, coin = flow.step_inputs(config.flow, batch, draws)
-        return out["logdet"], flow.nll_loss(module, coin, params, inputs)[0]
+        return out["logdet"], flow.nll_loss(module, coin, draws, params, inputs)[0]
     logdet, value = jax.jit(run)(params)
     return logdet.dtype, float(value)
 

@@ -59,8 +59,8 @@ class UPTFlow(nn.Module):
   ``flowUpsamplerNet``.
 
   Attributes:
-    dim, heads, depths, num_heads, num_refinement, ffn_expansion_factor, win_size, mlp_ratio:
-      encoder (see ``MSFormer``).
+    dim, heads, depths, num_heads, num_refinement, ffn_expansion_factor, win_size, mlp_ratio,
+      drop_path_rate: encoder (see ``MSFormer``; stochastic depth only in training).
     K, L, n_noaffine, hidden, affine_eps: flow (K coupling steps per level).
     official_inverse_logdet: reproduce the released decode log-det quirk.
 
@@ -75,6 +75,7 @@ class UPTFlow(nn.Module):
   ffn_expansion_factor: float = 2.66
   win_size: int = 5
   mlp_ratio: float = 4.0
+  drop_path_rate: float = 0.1
   K: int = 8
   L: int = 3
   n_noaffine: int = 2
@@ -86,7 +87,8 @@ class UPTFlow(nn.Module):
     if self.L != 3:
       raise ValueError(f"UPT-Flow's encoder conditions exactly 3 flow levels, got L={self.L}")
     self.RRDB = MSFormer(self.dim, tuple(self.heads), tuple(self.depths), tuple(self.num_heads),
-                         self.num_refinement, self.ffn_expansion_factor, self.win_size, self.mlp_ratio)
+                         self.num_refinement, self.ffn_expansion_factor, self.win_size, self.mlp_ratio,
+                         self.drop_path_rate)
     self.flowUpsamplerNet = FlowUpsamplerNet(self.K, self.L, self.n_noaffine, self.hidden, self.affine_eps,
                                              self.official_inverse_logdet)
 

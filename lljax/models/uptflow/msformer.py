@@ -18,9 +18,15 @@ Port notes (all as in the official code): exact GELU; LayerNorm eps 1e-5 (Restor
 max(||.||, 1e-12) over space; windows zero-pad the bottom/right to a multiple of the window
 size *before* ``norm1`` and padded tokens are attended to (not masked); shifted windows use
 Swin's region mask with -100; the depthwise q/k/v convs run on each window separately (zero
-padding at the window border). DropPath (training-only, rate 0.1) is not implemented: the
-released models were evaluated without it and lljax trains without it (see configs/uptflow.py).
+padding at the window border). Stochastic depth (timm's ``DropPath``) on both residual branches of
+every window block, at the official rates (``drop_path_rates``: a float32 linspace from 0 to
+``drop_path_rate`` over the encoder blocks, the full rate in the bottleneck, the encoder's
+reversed in the decoder); it is active only when the module is applied with a ``"droppath"`` RNG
+(the flow trainer does; inference never), or with the keep masks given in a ``"droppath"``
+variable collection (tests replaying the official draws).
 """
+
+import numpy as np
 
 from typing import Sequence
 
@@ -32,6 +38,25 @@ from lljax.nn import (ECA, Conv2d, Dense, LayerNorm, ParamModule, gelu, pixel_sh
                       relative_position_index, shift_attention_mask, window_merge, window_partition)
 from lljax.nn import init as inits
 from lljax.nn.remat import remat_block
+
+DROPPATH = "droppath"
+
+
+def drop_path(module, y, rate, branch):
+  """timm's ``drop_path`` of ``module``'s branch output ``y`` (B, ...) in training: each sample's
+  branch is kept with probability 1 - rate (then scaled by 1 / (1 - rate)) or dropped. Keep
+  masks (B,) come from the ``"droppath"`` collection when given, else from the ``"droppath"``
+  RNG; without either (inference) ``y`` is returned as is."""
+  if rate <= 0:
+    return y
+  keep = 1.0 - rate
+  if module.has_variable(DROPPATH, branch):
+    mask = module.get_variable(DROPPATH, branch)
+  elif module.has_rng(DROPPATH):
+    mask = jnp.floor(keep + jax.random.uniform(module.make_rng(DROPPATH), (y.shape[0],), jnp.float32))
+  else:
+    return y
+  return y / np.float32(keep) * mask.astype(y.dtype).reshape((-1,) + (1,) * (y.ndim - 1))
 
 # ------------------------------------------------------------------------------------------
 # Restormer branch.
@@ -161,6 +186,7 @@ class LeWinBlock(nn.Module):
   win_size: int
   shift: int = 0
   mlp_ratio: float = 4.0
+  drop_path: float = 0.0
 
   @nn.compact
   def __call__(self, x, point_map):
@@ -181,23 +207,27 @@ class LeWinBlock(nn.Module):
     out = window_merge(out, hp, wp)
     if shift:
       out = jnp.roll(out, (shift, shift), axis=(1, 2))
-    x = shortcut + out[:, :h, :w]
-    return x + LeFF(self.mlp_ratio, name="mlp")(LayerNorm(name="norm2")(x))
+    x = shortcut + drop_path(self, out[:, :h, :w], self.drop_path, "attn")
+    return x + drop_path(self, LeFF(self.mlp_ratio, name="mlp")(LayerNorm(name="norm2")(x)), self.drop_path, "mlp")
 
 
 class UformerLayer(nn.Module):
-  """``depth`` LeWin blocks (official ``BasicUformerLayer``); odd blocks shift by ws // 2."""
+  """``depth`` LeWin blocks (official ``BasicUformerLayer``); odd blocks shift by ws // 2;
+  ``drop_paths``: each block's stochastic-depth rate."""
 
   depth: int
   num_heads: int
   win_size: int
   mlp_ratio: float = 4.0
+  drop_paths: Sequence[float] = ()
 
   @nn.compact
   def __call__(self, x, point_map):
+    rates = tuple(self.drop_paths) or (0.0,) * self.depth
     for i in range(self.depth):
       shift = 0 if i % 2 == 0 else self.win_size // 2
-      block = remat_block(LeWinBlock)(self.num_heads, self.win_size, shift, self.mlp_ratio, name=f"blocks_{i}")
+      block = remat_block(LeWinBlock)(self.num_heads, self.win_size, shift, self.mlp_ratio, rates[i],
+                                      name=f"blocks_{i}")
       x = block(x, point_map)
     return x
 
@@ -236,6 +266,7 @@ class MSFormer(nn.Module):
     ffn_expansion_factor: GDFN width factor.
     win_size: attention window size.
     mlp_ratio: LeFF width factor.
+    drop_path_rate: stochastic depth of the window blocks in training (``drop_path_rates``).
   """
 
   dim: int = 48
@@ -246,13 +277,26 @@ class MSFormer(nn.Module):
   ffn_expansion_factor: float = 2.66
   win_size: int = 5
   mlp_ratio: float = 4.0
+  drop_path_rate: float = 0.1
+
+  def drop_path_rates(self):
+    """Each of the 7 stages' block rates, as the official ``MSFormer.__init__`` computes them."""
+    dep = self.depths
+    enc = [float(r) for r in np.linspace(0.0, self.drop_path_rate, sum(dep[:3]), dtype=np.float32)]
+    dec = enc[::-1]
+    starts = np.cumsum([0, *dep[:3]])
+    dec_starts = np.cumsum([0, *dep[4:7]])
+    return ([enc[starts[i]:starts[i + 1]] for i in range(3)] + [[self.drop_path_rate] * dep[3]]
+            + [dec[dec_starts[i]:dec_starts[i + 1]] for i in range(3)])
 
   @nn.compact
   def __call__(self, img, point_map):
     """img: (B, H, W, 3) in [0, 1]; point_map: (B, H, W, 1) in {0, 1} -> dict (module doc)."""
     d, hs, dep, uh, ef = self.dim, self.heads, self.depths, self.num_heads, self.ffn_expansion_factor
     restormer = lambda name, i, c_heads: _restormer(name, dep[i], c_heads, ef)
-    uformer = lambda name, i: UformerLayer(dep[i], uh[i], self.win_size, self.mlp_ratio, name=name)
+    rates = self.drop_path_rates()
+    uformer = lambda name, i: UformerLayer(dep[i], uh[i], self.win_size, self.mlp_ratio, tuple(rates[i]),
+                                           name=name)
     conv1x1 = lambda name, f: Conv2d(f, 1, use_bias=False, name=name)
 
     inp1 = Conv2d(d, 3, use_bias=False, name="patch_embed")(img)
