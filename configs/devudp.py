@@ -46,10 +46,8 @@ def get_config(arg=None):
     c.data.name, c.data.eval_split = "gopro", "test"
     c.eval_limit = 20  # of the 1111 test frames
 
-  if flags["quick"]:  # a few minutes on a 2-core CPU: tiny model, small crops, short schedule
-    c.model.variant = "tiny"
-    c.data.crop_size, c.data.resize_short = 64, 96
-    c.epochs, c.total_steps = None, 200
+  if flags["quick"]:
+    base_config.quick(c, steps=200)
+    c.data.resize_short = 96
     c.schedule.every_epochs = 0  # constant lr
-    c.log_every, c.eval_every, c.checkpoint_every = 10, 100, 100
   return c

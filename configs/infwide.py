@@ -61,12 +61,8 @@ def get_config(arg=None):
     c.data.name, c.data.eval_split = "nightshot", "test"
     c.data.saturation = 1.2
 
-  if flags["quick"]:  # a few minutes on a 2-core CPU: tiny model, small crops, short schedule
-    c.model.variant = "tiny"
-    c.batch_size, c.data.crop_size = 2, 64
-    c.total_steps = 100
-    c.schedule.every_steps = 50
-    c.schedule.lr = 5e-4
-    c.eval_limit = 2
-    c.log_every, c.eval_every, c.checkpoint_every = 10, 100, 50
+  if flags["quick"]:
+    base_config.quick(c, steps=100, batch_size=2)
+    c.schedule.update(lr=5e-4, every_steps=50)
+    c.eval_limit, c.checkpoint_every = 2, 50
   return c

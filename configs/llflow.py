@@ -41,10 +41,7 @@ def get_config(arg=None):
   c.model = dict(name="llflow", variant="lol", kwargs={})
   c.data.name = "embedded_photos/lowlight"
   c.batch_size = 16
-  c.total_steps = 40_000 - 1
-  c.seed = 10
-  c.schedule.update(kind="warmup_multistep", lr=5e-4, warmup_steps=3000, warmup_quirk=True,
-                    milestones_rel=(0.5, 0.75, 0.9, 0.95), gamma=0.5, step_offset=2)
+  base_config.llflow_loop(c, lr=5e-4, niter=40_000, warmup=3000, milestones_rel=(0.5, 0.75, 0.9, 0.95))
   c.flow.update(quant=0, train_gt_ratio=0.2)
   c.eval_protocols = ("honest", "llflow")
 
@@ -61,10 +58,7 @@ def get_config(arg=None):
     c.total_steps = 45_000 - 1
     c.schedule.warmup_steps = 0
 
-  if flags["quick"]:  # a few minutes on a 2-core CPU: tiny model, small crops, short schedule
-    c.model.variant = "tiny"
-    c.batch_size, c.data.crop_size = 4, 64
-    c.total_steps = 300
+  if flags["quick"]:
+    base_config.quick(c)
     c.schedule.warmup_steps = 30
-    c.log_every, c.eval_every, c.checkpoint_every = 10, 100, 100
   return c

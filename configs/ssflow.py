@@ -69,10 +69,7 @@ def get_config(arg=None):
   c.model = dict(name="ssflow", variant="lol_blur", kwargs={})
   c.data.name = "embedded_photos/lowlight_blur"
   c.batch_size = 16
-  c.total_steps = 20_000 - 1
-  c.seed = 10
-  c.schedule.update(kind="warmup_multistep", lr=1e-4, warmup_steps=0, warmup_quirk=True,
-                    milestones_rel=(0.5, 0.75, 0.9, 0.95), gamma=0.5, step_offset=2)
+  base_config.llflow_loop(c, lr=1e-4, niter=20_000, warmup=0, milestones_rel=(0.5, 0.75, 0.9, 0.95))
   c.flow.update(objective="nll", quant=0, train_gt_ratio=0.2, exposure_level=0.5)
   c.eval_protocols = ("honest", "ssflow")
 
@@ -83,10 +80,7 @@ def get_config(arg=None):
   if flags["self_supervised"]:
     c.flow.objective = "self_supervised"
 
-  if flags["quick"]:  # a few minutes on a 2-core CPU: tiny model, small crops, short schedule
-    c.model.variant = "tiny"
-    c.batch_size, c.data.crop_size = 4, 64
-    c.total_steps = 300
+  if flags["quick"]:
+    base_config.quick(c)
     c.schedule.lr = 5e-4
-    c.log_every, c.eval_every, c.checkpoint_every = 10, 100, 100
   return c

@@ -55,10 +55,7 @@ def get_config(arg=None):
   c.model = dict(name="uptflow", variant="lol", kwargs={})
   c.data.name = "embedded_photos/lowlight"
   c.batch_size = 8
-  c.total_steps = 50_000 - 1
-  c.seed = 10
-  c.schedule.update(kind="warmup_multistep", lr=2e-4, warmup_steps=800, warmup_quirk=True,
-                    milestones_rel=(0.4, 0.6, 0.8, 0.9), gamma=0.5, step_offset=2)
+  base_config.llflow_loop(c, lr=2e-4, niter=50_000, warmup=800, milestones_rel=(0.4, 0.6, 0.8, 0.9))
   c.flow.update(quant=32, train_gt_ratio=0.0)
   c.eval_every = 500
   c.eval_protocols = ("honest", "uptflow")
@@ -70,10 +67,7 @@ def get_config(arg=None):
   elif preset == "lol":
     c.data.name = "lol"
 
-  if flags["quick"]:  # a few minutes on a 2-core CPU: tiny model, small crops, short schedule
-    c.model.variant = "tiny"
-    c.batch_size, c.data.crop_size = 4, 64
-    c.total_steps = 300
+  if flags["quick"]:
+    base_config.quick(c)
     c.schedule.warmup_steps = 30
-    c.log_every, c.eval_every, c.checkpoint_every = 10, 100, 100
   return c

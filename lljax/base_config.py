@@ -70,3 +70,22 @@ def get_config():
   c.flow = dict(objective="nll", quant=32, train_gt_ratio=0.0, exposure_level=0.5)
   c.gan = dict(adv_weight=1.0, recon_weight=10.0, sr_weight=5.0)
   return c
+
+
+def llflow_loop(c, *, lr, niter, warmup, milestones_rel):
+  """The schedule of LLFlow's ``code/train.py``, which SSFlow and UPT-Flow reuse: ``niter``
+  iterations of which the first makes no update (``niter - 1`` updates), seed 10, linear warm-up
+  over ``warmup`` iterations keeping its last rate (the scheduler's quirk), x0.5 at
+  ``int(r * niter)`` for r in ``milestones_rel``."""
+  c.total_steps = niter - 1
+  c.seed = 10
+  c.schedule.update(kind="warmup_multistep", lr=lr, warmup_steps=warmup, warmup_quirk=True,
+                    milestones_rel=tuple(milestones_rel), gamma=0.5, step_offset=2)
+
+
+def quick(c, steps=300, batch_size=4, crop_size=64):
+  """A few minutes on a 2-core CPU: the tiny model, small crops, a short schedule."""
+  c.model.variant = "tiny"
+  c.batch_size, c.data.crop_size = batch_size, crop_size
+  c.epochs, c.total_steps = None, steps
+  c.log_every, c.eval_every, c.checkpoint_every = 10, 100, 100

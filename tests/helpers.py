@@ -1,11 +1,30 @@
 """Small helpers the tests share (importable as ``helpers``: pytest puts this directory, the one
 of ``conftest.py``, on ``sys.path``)."""
 
+import functools
+import pathlib
+
 import jax
 import numpy as np
 
-from lljax import parallel
+from lljax import models, parallel
+from lljax.convert import load_torch_params
 from lljax.trainers import common
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+
+
+def nhwc(x):
+  """NCHW (torch) -> NHWC: the channel axis (third from last) moved last."""
+  return np.moveaxis(np.asarray(x), -3, -1)
+
+
+@functools.lru_cache(maxsize=None)
+def converted_fixture(model):
+  """(the model's ``small_io.npz`` arrays, the module converted ``small.pth`` builds, its params)."""
+  io = dict(np.load(FIXTURES / model / "small_io.npz"))
+  config, params, _ = load_torch_params(model, FIXTURES / model / "small.pth")
+  return io, models.get(model).Model(**config), params
 
 
 def override(config, **dotted):

@@ -19,7 +19,7 @@ shortcut and data range cannot be seen in a state_dict: checkpoints with BatchNo
 
 import re
 
-from lljax.convert.mapping import DROP, ConversionError, Rule, conv_kernel
+from lljax.convert.mapping import ConversionError, DROP, Rule, conv_kernel, shape_of
 from lljax.convert.ssflow import conv_transpose_kernel
 
 MODEL = "devudp"
@@ -57,10 +57,9 @@ RULES = [
 ]
 
 
+
 def _shape(state, key):
-  if key not in state:
-    raise ConversionError(f"not an FCL-GAN/DEvUDP checkpoint: it has no {key!r} (first keys: {list(state)[:5]})")
-  return tuple(state[key].shape)
+  return shape_of(state, key, "an FCL-GAN/DEvUDP")
 
 
 def infer_config(state, **overrides):

@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from lljax.convert import torch_io
-from lljax.convert.mapping import ConversionError, Rule, conv_kernel
+from lljax.convert.mapping import ConversionError, Rule, conv_kernel, shape_of
 
 MODEL = "infwide"
 
@@ -104,10 +104,9 @@ RULES = [
 ]
 
 
+
 def _shape(state, key):
-  if key not in state:
-    raise ConversionError(f"not an INFWIDE checkpoint: it has no {key!r} (first keys: {list(state)[:5]})")
-  return tuple(state[key].shape)
+  return shape_of(state, key, "an INFWIDE")
 
 
 def _count(state, pattern):

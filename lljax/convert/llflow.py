@@ -18,7 +18,7 @@ import collections
 import math
 import re
 
-from lljax.convert.mapping import DROP, ConversionError, Rule, conv_kernel, per_channel
+from lljax.convert.mapping import ConversionError, DROP, Rule, conv_kernel, per_channel, shape_of
 
 MODEL = "llflow"
 UNUSED_MODULES = ("RRDB.downconv3", "RRDB.HRconv", "RRDB.conv_last", "RRDB.awb_para", "flowUpsamplerNet.f")
@@ -58,10 +58,9 @@ RULES = [
 ]
 
 
+
 def _shape(state, key):
-  if key not in state:
-    raise ConversionError(f"not an LLFlow checkpoint: it has no {key!r} (first keys: {list(state)[:5]})")
-  return tuple(state[key].shape)
+  return shape_of(state, key, "an LLFlow")
 
 
 def _flow_layout(state, model):

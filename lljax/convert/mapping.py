@@ -41,6 +41,15 @@ def identity(v):
   return v
 
 
+def shape_of(state, key, model):
+  """The shape of ``state[key]``; a ``ConversionError`` saying the checkpoint is not a ``model``
+  checkpoint when the key is missing (converters read their architecture off these shapes).
+  ``model`` comes with its article: "an LLFlow"."""
+  if key not in state:
+    raise ConversionError(f"not {model} checkpoint: it has no {key!r} (first keys: {list(state)[:5]})")
+  return tuple(state[key].shape)
+
+
 @dataclasses.dataclass(frozen=True)
 class Rule:
   pattern: str

@@ -27,7 +27,7 @@ import re
 import numpy as np
 
 from lljax.convert.llflow import FLOW_RULES, flow_config
-from lljax.convert.mapping import DROP, ConversionError, Rule, conv_kernel, dense_kernel, identity
+from lljax.convert.mapping import ConversionError, DROP, Rule, conv_kernel, dense_kernel, identity, shape_of
 
 MODEL = "ssflow"
 
@@ -106,10 +106,9 @@ RULES = [
 ]
 
 
+
 def _shape(state, key):
-  if key not in state:
-    raise ConversionError(f"not an SSFlow checkpoint: it has no {key!r} (first keys: {list(state)[:5]})")
-  return tuple(state[key].shape)
+  return shape_of(state, key, "an SSFlow")
 
 
 def infer_config(state):

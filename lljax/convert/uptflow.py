@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from lljax.convert.mapping import DROP, ConversionError, Rule, conv_kernel, dense_kernel, per_channel
+from lljax.convert.mapping import DROP, ConversionError, Rule, conv_kernel, dense_kernel, per_channel, shape_of
 from lljax.nn import relative_position_index
 
 MODEL = "uptflow"
@@ -98,9 +98,7 @@ RULES = [
 
 
 def _shape(state, key):
-  if key not in state:
-    raise ConversionError(f"not a UPT-Flow checkpoint: it has no {key!r} (first keys: {list(state)[:5]})")
-  return tuple(state[key].shape)
+  return shape_of(state, key, "a UPT-Flow")
 
 
 def _count(state, prefix):

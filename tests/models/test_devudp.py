@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import nhwc
 from lljax.convert import devudp as conv_devudp, load_torch_params, mapping, torch_io
 from lljax.models import devudp
 from lljax.nn import init_variables, instance_norm
@@ -18,8 +19,6 @@ FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures" / "devudp"
 ATOL = 1e-4
 
 
-def nhwc(a):
-  return np.asarray(a).transpose(0, 2, 3, 1)
 
 
 @pytest.fixture(scope="module", name="fclgan")

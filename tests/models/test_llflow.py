@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lljax.convert import load_torch_params
+from helpers import converted_fixture, nhwc
 from lljax.losses import nll_bits_per_pixel
 from lljax.models import llflow
 from lljax.nn import init_variables
@@ -19,15 +19,7 @@ FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures" / "llflow"
 ATOL = 1e-4
 
 
-def nhwc(a):
-  return np.asarray(a).transpose(0, 2, 3, 1)
-
-
-@functools.lru_cache(maxsize=1)
-def fixture():
-  io = dict(np.load(FIXTURES / "small_io.npz"))
-  config, params, _ = load_torch_params("llflow", FIXTURES / "small.pth")
-  return io, llflow.Model(**config), params
+fixture = functools.partial(converted_fixture, "llflow")
 
 
 def our_inputs(io):

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 import lljax
+from helpers import converted_fixture, nhwc
 from lljax import parallel
 from lljax.config_lib import load_config
-from lljax.convert import convert_checkpoint, load_torch_params, torch_io
+from lljax.convert import convert_checkpoint, torch_io
 from lljax.data import pipeline, sources
 from lljax.losses import nll_bits_per_pixel
 from lljax.models import ssflow
@@ -27,15 +28,7 @@ CONFIG = pathlib.Path(__file__).parents[2] / "configs" / "ssflow.py"
 ATOL = 1e-4
 
 
-def nhwc(a):
-  return np.asarray(a).transpose(0, 2, 3, 1)
-
-
-@functools.lru_cache(maxsize=1)
-def fixture():
-  io = dict(np.load(FIXTURES / "small_io.npz"))
-  config, params, _ = load_torch_params("ssflow", FIXTURES / "small.pth")
-  return io, ssflow.Model(**config), params
+fixture = functools.partial(converted_fixture, "ssflow")
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import nhwc
 import lljax
 from lljax.config_lib import load_config
 from lljax.convert import convert_checkpoint, load_torch_params
@@ -25,8 +26,6 @@ ATOL = 1e-4
 LOG_QUANT = math.log(32.0)  # the official decode log-det starts at +ln(32) H W (add_gt_noise)
 
 
-def nhwc(a):
-  return np.asarray(a).transpose(0, 2, 3, 1)
 
 
 @functools.lru_cache(maxsize=1)

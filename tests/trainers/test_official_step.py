@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from fixtures import step_npz
-from helpers import host, override
+from helpers import FIXTURES, host, nhwc, override
 from lljax import models, parallel
 from lljax.config_lib import load_config
 from lljax.convert import mapping, torch_io
@@ -32,11 +32,6 @@ from lljax.nn import BUFFERS
 from lljax.trainers import common, flow, gan, optim, supervised
 
 ROOT = pathlib.Path(__file__).parents[2]
-FIXTURES = ROOT / "tests" / "fixtures"
-
-
-def nhwc(x):
-  return np.moveaxis(np.asarray(x), -3, -1)
 
 
 class Official:

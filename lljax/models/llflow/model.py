@@ -7,8 +7,8 @@ official ``reverse_flow`` does (the official code ignores the sampled z; ``tempe
 is our opt-in sampling z = mean + temperature * eps, the paper's description).
 
 Faithfulness notes (deviations are none in the math; the list records port choices):
-* The latent mean uses ONE factor-8 squeeze of the colour map, whose channel order differs
-  from the flow's three factor-2 squeezes; both orders are kept exactly.
+* The model methods (encode, decode, enhance, the prior) are ``ColourMapFlow``'s, shared with
+  SSFlow; the latent mean is ONE factor-8 squeeze of the colour map.
 * The log-low input is computed inside the model from the RGB low image, and the encoder
   recovers ``low + 1e-3`` with ``exp`` as the official one does.
 * The official encoder's unused modules (``downconv3``, ``HRconv``, ``conv_last``,
@@ -18,14 +18,11 @@ Faithfulness notes (deviations are none in the math; the list records port choic
 
 from typing import Sequence
 
-import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from lljax.flows import sample_gaussian
+from lljax.models.llflow.colour_flow import ColourMapFlow
 from lljax.models.llflow.encoder import ConEncoder1, colour_map, stack_features
 from lljax.models.llflow.flow_net import FlowUpsamplerNet
-from lljax.nn import squeeze2d
 
 
 def log_low(low):
@@ -33,7 +30,7 @@ def log_low(low):
   return jnp.log(jnp.maximum(low + 1e-3, 1e-3))
 
 
-class LLFlow(nn.Module):
+class LLFlow(ColourMapFlow):
   """Conditional flow with submodules ``RRDB`` (encoder) and ``flowUpsamplerNet`` (flow).
 
   Attributes:
@@ -58,10 +55,6 @@ class LLFlow(nn.Module):
     self.RRDB = ConEncoder1(self.nf, self.nb, self.gc, tuple(self.stack_blocks))
     self.flowUpsamplerNet = FlowUpsamplerNet(self.K, self.L, self.n_noaffine, self.hidden, self.affine_eps)
 
-  @property
-  def latent_factor(self):
-    return 2**self.L
-
   def condition(self, inputs):
     """Runs the encoder. Returns the flow's conditioning features and ``color_map``."""
     lq = jnp.concatenate([log_low(inputs["low"]), inputs["histeq"]], axis=-1)
@@ -71,51 +64,6 @@ class LLFlow(nn.Module):
     features["color_map"] = results["color_map"]
     return features
 
-  def prior_mean(self, features, target=None, use_target=False):
-    """squeeze8 of the learned colour map, or of the target's chromaticity when ``use_target``.
-
-    ``use_target`` may be a traced bool (the official coin flip with ``train_gt_ratio``).
-    """
-    mean = squeeze2d(features["color_map"], self.latent_factor)
-    if target is None:
-      return mean
-    target_mean = squeeze2d(colour_map(target), self.latent_factor)
-    return jnp.where(use_target, target_mean, mean)
-
-  def encode(self, inputs, x, target=None, use_target_prior=False):
-    """Encode direction. x: (B, H, W, 3) -> dict(z, logdet [B], prior_mean).
-
-    ``target`` (default: x) gives the GT-chromaticity prior mean when ``use_target_prior``.
-    """
-    features = self.condition(inputs)
-    z, logdet = self.flowUpsamplerNet.forward(x, features)
-    target = x if target is None else target
-    return {"z": z, "logdet": logdet, "prior_mean": self.prior_mean(features, target, use_target_prior)}
-
-  def decode(self, inputs, z):
-    """Decode direction. z: (B, H/8, W/8, 192) -> (x (B, H, W, 3), logdet [B])."""
-    return self.flowUpsamplerNet.inverse(z, self.condition(inputs))
-
-  def prior_map(self, inputs):
-    """The learned colour map g(x_l), (B, H, W, 3): the latent mean is its squeeze8 (encoder only)."""
-    return self.condition(inputs)["color_map"]
-
-  def enhance(self, inputs, temperature=0.0, rng=None, prior_map=None):
-    """Official reverse pass: z = squeeze8(colour map) (+ temperature * eps), decoded.
-
-    ``prior_map`` (B, H, W, 3), if given, replaces the colour map that defines z (e.g. one
-    computed on the whole image for a tile of it); None (default) is the official behaviour.
-    Returns the raw, unclipped (B, H, W, 3) output.
-    """
-    features = self.condition(inputs)
-    if prior_map is None:
-      z = self.prior_mean(features)
-    else:
-      z = squeeze2d(prior_map, self.latent_factor)
-    if rng is not None:
-      z = sample_gaussian(rng, z, temperature)
-    return self.flowUpsamplerNet.inverse(z, features)[0]
-
-  def __call__(self, inputs, x):
-    """Initialisation entry point: the encode direction touches every parameter."""
-    return self.encode(inputs, x)
+  def target_colour_map(self, target):
+    """The GT prior mean's map: the target's chromaticity x / (sum_c x + 1e-4)."""
+    return colour_map(target)

@@ -16,8 +16,8 @@ Faithfulness notes (port choices; the math is the official code's):
 * The alternative prior mean of the paired objective (probability ``train_gt_ratio``) is the
   target's chromaticity averaged over 7x7 windows with zero padding counted
   (``avg_pool2d(x / (sum_c x + 1e-4), 7, 1, 3)``): SSFlow's change to LLFlow.
-* The latent mean is ONE factor-8 squeeze, whose channel order differs from the flow's three
-  factor-2 squeezes; both are kept exactly (the model was trained that way).
+* The latent mean is ONE factor-8 squeeze (``llflow.colour_flow.ColourMapFlow``, whose model
+  methods LLFlow and SSFlow share: both take a whole-image ``prior_map`` for tiles).
 * The official encoder also receives histogram-equalised channels, and computes LLFlow's
   colour/noise maps, a ``conv_fac_k3`` branch on the raw input and a ``downconv1/2`` pyramid,
   all discarded: none of them influences any output, so none is computed here
@@ -34,12 +34,12 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from lljax.flows import sample_gaussian
+from lljax.models.llflow.colour_flow import ColourMapFlow
 from lljax.models.llflow.encoder import colour_map
 from lljax.models.llflow.flow_net import FlowUpsamplerNet
 from lljax.models.llflow.model import log_low
 from lljax.models.ssflow.unet import OAttUNet
-from lljax.nn import Conv2d, avg_pool2d, squeeze2d
+from lljax.nn import Conv2d, avg_pool2d
 
 
 def smoothed_colour_map(image):
@@ -65,7 +65,7 @@ class ConditionEncoder(nn.Module):
     return {"fea_up2": d1, "fea_up1": c22, "fea_up0": c33, "color_map": out}
 
 
-class SSFlow(nn.Module):
+class SSFlow(ColourMapFlow):
   """Conditional flow with submodules ``RRDB`` (the encoder; official attribute name) and
   ``flowUpsamplerNet`` (the CCD flow).
 
@@ -91,50 +91,12 @@ class SSFlow(nn.Module):
     self.RRDB = ConditionEncoder(self.nf, tuple(self.channels), self.cond_channels, self.attn_size, self.fac_kernel)
     self.flowUpsamplerNet = FlowUpsamplerNet(self.K, self.L, self.n_noaffine, self.hidden, self.affine_eps)
 
-  @property
-  def latent_factor(self):
-    return 2**self.L
-
   def condition(self, inputs):
     """Runs the encoder: the flow's conditioning features and ``color_map``."""
     features = self.RRDB(jnp.exp(log_low(inputs["low"])))
     self.sow("intermediates", "encoder", features)
     return features
 
-  def prior_mean(self, features, target=None, use_target=False):
-    """squeeze8 of the colour map, or of the target's smoothed chromaticity when ``use_target``.
-
-    ``use_target`` may be a traced bool (the per-batch coin with ``train_gt_ratio``).
-    """
-    mean = squeeze2d(features["color_map"], self.latent_factor)
-    if target is None:
-      return mean
-    target_mean = squeeze2d(smoothed_colour_map(target), self.latent_factor)
-    return jnp.where(use_target, target_mean, mean)
-
-  def encode(self, inputs, x, target=None, use_target_prior=False):
-    """Encode direction. x: (B, H, W, 3) -> dict(z, logdet [B], prior_mean).
-
-    ``target`` (default: x) gives the alternative prior mean when ``use_target_prior``.
-    """
-    features = self.condition(inputs)
-    z, logdet = self.flowUpsamplerNet.forward(x, features)
-    target = x if target is None else target
-    return {"z": z, "logdet": logdet, "prior_mean": self.prior_mean(features, target, use_target_prior)}
-
-  def decode(self, inputs, z):
-    """Decode direction. z: (B, H/8, W/8, 192) -> (x (B, H, W, 3), logdet [B])."""
-    return self.flowUpsamplerNet.inverse(z, self.condition(inputs))
-
-  def enhance(self, inputs, temperature=0.0, rng=None):
-    """Official reverse pass from z = squeeze8(colour map); ``temperature`` > 0 samples
-    z = mean + temperature * eps (opt-in; the official code ignores z). Raw, unclipped output."""
-    features = self.condition(inputs)
-    z = self.prior_mean(features)
-    if rng is not None:
-      z = sample_gaussian(rng, z, temperature)
-    return self.flowUpsamplerNet.inverse(z, features)[0]
-
-  def __call__(self, inputs, x):
-    """Initialisation entry point: the encode direction touches every parameter."""
-    return self.encode(inputs, x)
+  def target_colour_map(self, target):
+    """SSFlow's alternative prior mean's map: the target's 7x7-smoothed chromaticity."""
+    return smoothed_colour_map(target)
