@@ -14,16 +14,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
-def maybe_initialize_distributed():
-  """``jax.distributed.initialize()`` when launched as one process of several (TPU pod slice,
-  SLURM, or ``JAX_COORDINATOR_ADDRESS`` set); a no-op on a single host. Call before any device use."""
-  import os  # pylint: disable=g-import-not-at-top
-  multi = ("JAX_COORDINATOR_ADDRESS" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1
-           or int(os.environ.get("TPU_WORKER_COUNT", os.environ.get("CLOUD_TPU_TASK_COUNT", "1"))) > 1)
-  if multi and not jax.distributed.is_initialized():
-    jax.distributed.initialize()
-
-
 def make_mesh(num_devices=-1):
   """A ("data",) mesh over the first ``num_devices`` devices (-1: all)."""
   devices = jax.devices()
@@ -50,6 +40,15 @@ def check_batch_size(batch_size, mesh):
                      f"use a multiple of {n} or set config.mesh.data")
   if batch_size % jax.process_count():
     raise ValueError(f"batch_size {batch_size} is not divisible by {jax.process_count()} processes")
+
+
+def host_tree(tree):
+  """A NumPy copy of a tree of (possibly sharded, multi-process) arrays on this host; in a
+  multi-process run every process must call it (it gathers the other processes' shards)."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def global_batch(local_batch, mesh):

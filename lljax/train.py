@@ -12,15 +12,21 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lljax import config_lib
+from lljax import config_lib, distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/<model>.py[:arg]).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+# Multi-process runs (one process per host): all three, or JAX_COORDINATOR_ADDRESS,
+# JAX_NUM_PROCESSES and JAX_PROCESS_ID, or nothing on clusters JAX detects (TPU pods, SLURM, MPI).
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0's coordinator.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes of the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
+_HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout", 60, "Seconds after which a silent process counts as lost.")
 
 # Errors a user can fix from the message alone: shown as one line, without a traceback.
 _USER_ERRORS = (config_lib.ConfigError, FileNotFoundError, FileExistsError, NotADirectoryError,
-                PermissionError, ValueError, FloatingPointError)
+                PermissionError, ValueError, FloatingPointError, distributed.DistributedError)
 
 
 def train(config, workdir):
@@ -43,11 +49,14 @@ def main(argv):
   cache = os.environ.get("LLJAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/lljax/xla"))
   if cache:
     jax.config.update("jax_compilation_cache_dir", cache)
-  from lljax import parallel  # pylint: disable=import-outside-toplevel
-
-  parallel.maybe_initialize_distributed()  # one process per host on pods / multi-node GPUs
   try:
+    run = distributed.settings(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    distributed.initialize(run, heartbeat_timeout=_HEARTBEAT.value)
     train(_CONFIG.value, _WORKDIR.value)
+  except distributed.DistributedError as e:
+    print(f"lljax.train: error: {e}", file=sys.stderr, flush=True)
+    # Skip JAX's exit handlers: their shutdown barrier would wait for the lost process, then abort.
+    os._exit(2)  # pylint: disable=protected-access
   except _USER_ERRORS as e:
     print(f"lljax.train: error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from lljax import checkpoint, models, parallel
+from lljax import checkpoint, distributed, models, parallel
 from lljax.data import pipeline, sources
 from lljax.nn import init_variables
 from lljax.trainers import evaluation, optim, steps
@@ -92,7 +92,7 @@ def train(config, workdir, trainer):
   try:
     start = ckpts.latest_step() or 0  # checkpoints are named by completed steps
     if start >= total:
-      print(f"{run.workdir}: the run is complete ({start} of {total} steps); nothing to do")
+      say(f"{run.workdir}: the run is complete ({start} of {total} steps); nothing to do")
       return None
     abstract = abstract_state(run, tx, trainer)
     shardings = state_shardings(abstract, config, run.mesh)
@@ -105,21 +105,31 @@ def train(config, workdir, trainer):
       next_batch = batch_stream(run, trainer, batches, start)
       if start:
         state = restore_state(ckpts, start, abstract, shardings)
-        print(f"{run.workdir}: resuming after step {start}")
+        say(f"{run.workdir}: resuming after step {start}")
       else:
         state = fresh_state(run, trainer, tx, shardings, next_batch.peek())
       step_fn = steps.make_train_step(trainer.make_update(run.module, run.family, tx, config), schedule,
                                       config, run.mesh, shardings)
       evaluator = make_evaluator(run, trainer, writer)
       save = lambda state, step: ckpts.save(step, state, {"step": step, "seed": config.seed})
-      state = train_loop(config, total, start, state, step_fn, next_batch, evaluator, save, writer)
-      ckpts.wait()
+      resume = lambda: ("rerun the same command on every process to resume from "
+                        + (f"the last checkpoint (step {ckpts.latest_step()})" if ckpts.latest_step()
+                           else "the start (no checkpoint was written yet)"))
+      with distributed.lost_peers(resume):
+        state = train_loop(config, total, start, state, step_fn, next_batch, evaluator, save, writer)
+        ckpts.wait()
       return state
     finally:
       batches.close()
       writer.close()
   finally:
     ckpts.close()
+
+
+def say(message):
+  """Prints ``message`` once per run (on process 0)."""
+  if jax.process_index() == 0:
+    print(message, flush=True)
 
 
 def start_run(config, workdir):
@@ -204,7 +214,7 @@ def fresh_state(run, trainer, tx, shardings, first_batch):
     params = trainer.data_init(run.module, run.config, params, first_batch)
   opt = jax.jit(lambda p: trainer.init_opt(tx, p), out_shardings=shardings["opt"])(params)
   how = run.config.init_checkpoint if not fresh else "random init" + (" + data init" if trainer.data_init else "")
-  print(f"{run.workdir}: new run ({how})")
+  say(f"{run.workdir}: new run ({how})")
   return jax.device_put(new_state(params, opt), shardings)
 
 
@@ -303,22 +313,26 @@ def train_loop(config, total, start_step, state, step_fn, next_batch, evaluate, 
   """Runs steps ``start_step .. total - 1``; returns the final state.
 
   ``step_fn(state, batch) -> (state, metrics)`` (jitted, state donated); ``next_batch(step)``;
-  ``evaluate(params, step) -> means`` (process 0 only, every ``config.eval_every`` steps);
+  ``evaluate(params, step) -> means`` (every ``config.eval_every`` steps, on process 0, with
+  the params gathered to its host by every process);
   ``save(state, step)`` every ``config.checkpoint_every``; ``step`` there counts completed
   steps. Metrics are fetched one step late, so the loop never waits on the device, except
   before an eval or a checkpoint (a non-finite loss must stop the run before its state is saved).
   """
   log, save_now, eval_now = (Every(config.log_every, total), Every(config.checkpoint_every, total),
                              Every(config.eval_every, total))
-  progress = Progress(total, start_step=start_step)
+  lead = jax.process_index() == 0  # the one process that reports
+  progress = Progress(total, start_step=start_step, stream=None if lead else open(os.devnull, "w"))
   reporter = Reporter(writer, progress, log, config.batch_size, last_saved=start_step or None)
   for step in range(start_step, total):
     state, metrics = step_fn(state, next_batch(step))
     reporter.push(step, metrics)
     if save_now(step) or eval_now(step):
       reporter.flush()
-    if eval_now(step) and jax.process_index() == 0:
-      evaluate(state["params"], step + 1)
+    if eval_now(step):
+      params = parallel.host_tree(state["params"])  # a collective in multi-process runs
+      if lead:
+        evaluate(params, step + 1)
     if save_now(step):
       save(state, step + 1)
       reporter.last_saved = step + 1

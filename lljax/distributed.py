@@ -1,0 +1,137 @@
+"""Running as one process of several: launch settings, ``jax.distributed`` start-up, and a peer's
+death turned into a clear error.
+
+A multi-host run is the same command started once per host (or per process). Its settings come
+from flags (``--coordinator_address``, ``--num_processes``, ``--process_id``), else the generic
+environment (``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``), else what
+JAX detects by itself (TPU pod slices, SLURM, Open MPI, Kubernetes/GKE); with none of these the
+run is one process. The three generic settings go together: a partial or inconsistent set is a
+one-line ``DistributedError`` naming what is missing.
+
+Every process then feeds its own rows of each global batch (``lljax.data.pipeline``), takes part
+in checkpointing (Orbax writes each process's shards), and only process 0 writes metrics,
+samples and the run files. When a process dies, the others' collectives fail within the
+coordination service's heartbeat timeout (``heartbeat_timeout``) and ``lost_peers`` turns that
+into a ``DistributedError`` saying how to resume.
+"""
+
+import contextlib
+import dataclasses
+import os
+import re
+from typing import Optional
+
+import jax
+
+ENV = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
+       "process_id": "JAX_PROCESS_ID"}
+def _count(env, *names):
+  return max([int(env.get(n) or 1) for n in names] or [1])
+
+
+# Multi-process clusters whose settings JAX's own detection (``jax._src.clusters``) reads.
+_AUTO_DETECTED = {
+    "TPU pod slice": lambda env: _count(env, "TPU_WORKER_COUNT", "CLOUD_TPU_TASK_COUNT") > 1
+                                 or "," in env.get("TPU_WORKER_HOSTNAMES", ""),
+    "SLURM": lambda env: _count(env, "SLURM_NTASKS") > 1,
+    "Open MPI": lambda env: "OMPI_MCA_orte_hnp_uri" in env and _count(env, "OMPI_COMM_WORLD_SIZE") > 1,
+    "Kubernetes": lambda env: "KUBERNETES_SERVICE_HOST" in env and "JOB_COMPLETION_INDEX" in env,
+}
+
+
+class DistributedError(RuntimeError):
+  """The multi-process settings are wrong, or a process of the run was lost."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """How this process joins the run: ``explicit`` settings, ``auto`` detection (``cluster``
+  names it), or neither (one process)."""
+
+  coordinator_address: Optional[str] = None
+  num_processes: Optional[int] = None
+  process_id: Optional[int] = None
+  cluster: Optional[str] = None
+
+  @property
+  def explicit(self):
+    return self.coordinator_address is not None
+
+  @property
+  def multi_process(self):
+    return self.explicit or self.cluster is not None
+
+
+def settings(coordinator_address=None, num_processes=None, process_id=None, env=None):
+  """The run's ``Settings`` from flags (None: not given), then ``env`` (default ``os.environ``)."""
+  env = os.environ if env is None else env
+  given = {"coordinator_address": coordinator_address, "num_processes": num_processes, "process_id": process_id}
+  values, sources = {}, {}
+  for name, value in given.items():
+    if value in (None, ""):
+      value = env.get(ENV[name]) or None
+      sources[name] = ENV[name]
+    else:
+      sources[name] = f"--{name}"
+    values[name] = value
+  present = [n for n, v in values.items() if v is not None]
+  if not present:
+    cluster = next((name for name, detected in _AUTO_DETECTED.items() if detected(env)), None)
+    return Settings(cluster=cluster)
+  missing = [n for n in ENV if values[n] is None]
+  if missing:
+    have = ", ".join(f"{sources[n]}={values[n]}" for n in present)
+    need = " and ".join(f"--{n} (or {ENV[n]})" for n in missing)
+    raise DistributedError(f"incomplete multi-process settings: {have} given, but {need} missing; "
+                           "set all three on every process, or none for one process")
+  return _validated(values, sources)
+
+
+def _validated(values, sources):
+  address = str(values["coordinator_address"])
+  if not re.fullmatch(r"\[?[\w.\-:]+\]?:\d+", address):
+    raise DistributedError(f"{sources['coordinator_address']}={address!r} is not host:port")
+  try:
+    count, index = int(values["num_processes"]), int(values["process_id"])
+  except ValueError:
+    raise DistributedError(f"{sources['num_processes']}={values['num_processes']!r} and "
+                           f"{sources['process_id']}={values['process_id']!r} must be integers") from None
+  if count < 1 or not 0 <= index < count:
+    raise DistributedError(f"{sources['process_id']}={index} is not in [0, {count}) "
+                           f"({sources['num_processes']}={count})")
+  return Settings(address, count, index)
+
+
+def initialize(run_settings, heartbeat_timeout=60, initialization_timeout=300):
+  """Starts ``jax.distributed`` for a multi-process run (before any device is used); a no-op for
+  one process or when it already runs. ``heartbeat_timeout`` (seconds) bounds how long the
+  others wait on a dead process."""
+  if not run_settings.multi_process or jax.distributed.is_initialized():
+    return
+  kwargs = dict(heartbeat_timeout_seconds=int(heartbeat_timeout), initialization_timeout=int(initialization_timeout))
+  if run_settings.explicit:
+    kwargs.update(coordinator_address=run_settings.coordinator_address,
+                  num_processes=run_settings.num_processes, process_id=run_settings.process_id)
+  try:
+    jax.distributed.initialize(**kwargs)
+  except (RuntimeError, ValueError) as e:
+    where = run_settings.coordinator_address or run_settings.cluster
+    raise DistributedError(f"could not join the multi-process run ({where}): {str(e).splitlines()[0]}") from e
+
+
+# Words in XLA/gloo/coordination-service errors that mean another process went away.
+_PEER_LOST = re.compile(r"connection (reset|refused|closed)|broken pipe|gloo|heartbeat|coordination service|"
+                        r"peer|socket closed|unavailable|barrier timed out|deadline exceeded", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def lost_peers(resume_hint):
+  """In a multi-process run, an error of the runtime that says a peer is gone becomes a
+  ``DistributedError`` with ``resume_hint()`` (what to rerun); other errors pass unchanged."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except
+    if jax.process_count() > 1 and not isinstance(e, DistributedError) and _PEER_LOST.search(str(e)):
+      raise DistributedError(f"process {jax.process_index()} of {jax.process_count()} lost contact with the "
+                             f"others ({str(e).splitlines()[0][:200]}); {resume_hint()}") from e
+    raise
