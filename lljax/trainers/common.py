@@ -13,6 +13,7 @@ restores onto whatever mesh the resuming run has. The data stream and the step's
 on (seed, step), so a resumed run reproduces an uninterrupted one.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -88,42 +89,40 @@ def train(config, workdir, trainer):
   total, steps_per_epoch = total_steps(config, len(source))
   schedule = optim.make_schedule(config.schedule, total, steps_per_epoch)
   tx = optim.make_optimizer(config.optimizer, schedule)
-  ckpts = checkpoint.TrainCheckpoints(run.workdir, config.keep_checkpoints)
-  try:
+  with contextlib.ExitStack() as stack:
+    ckpts = stack.enter_context(contextlib.closing(checkpoint.TrainCheckpoints(run.workdir, config.keep_checkpoints)))
     start = ckpts.latest_step() or 0  # checkpoints are named by completed steps
     if start >= total:
       say(f"{run.workdir}: the run is complete ({start} of {total} steps); nothing to do")
       return None
+    stack.enter_context(distributed.lost_peers(lambda: resume_hint(ckpts)))
     abstract = abstract_state(run, tx, trainer)
     shardings = state_shardings(abstract, config, run.mesh)
-    batches = pipeline.train_batches(
+    batches = stack.enter_context(contextlib.closing(pipeline.train_batches(
         source, batch_size=config.batch_size, crop_size=config.data.crop_size, seed=config.seed,
         start_step=start, process_index=jax.process_index(), process_count=jax.process_count(),
-        **trainer.data_options(config, run.family))
-    writer = MetricWriter(run.workdir, enabled=jax.process_index() == 0)
-    try:
-      next_batch = batch_stream(run, trainer, batches, start)
-      if start:
-        state = restore_state(ckpts, start, abstract, shardings)
-        say(f"{run.workdir}: resuming after step {start}")
-      else:
-        state = fresh_state(run, trainer, tx, shardings, next_batch.peek())
-      step_fn = steps.make_train_step(trainer.make_update(run.module, run.family, tx, config), schedule,
-                                      config, run.mesh, shardings)
-      evaluator = make_evaluator(run, trainer, writer)
-      save = lambda state, step: ckpts.save(step, state, {"step": step, "seed": config.seed})
-      resume = lambda: ("rerun the same command on every process to resume from "
-                        + (f"the last checkpoint (step {ckpts.latest_step()})" if ckpts.latest_step()
-                           else "the start (no checkpoint was written yet)"))
-      with distributed.lost_peers(resume):
-        state = train_loop(config, total, start, state, step_fn, next_batch, evaluator, save, writer)
-        ckpts.wait()
-      return state
-    finally:
-      batches.close()
-      writer.close()
-  finally:
-    ckpts.close()
+        **trainer.data_options(config, run.family))))
+    writer = stack.enter_context(contextlib.closing(MetricWriter(run.workdir, enabled=jax.process_index() == 0)))
+    next_batch = batch_stream(run, trainer, batches, start)
+    if start:
+      state = restore_state(ckpts, start, abstract, shardings)
+      say(f"{run.workdir}: resuming after step {start}")
+    else:
+      state = fresh_state(run, trainer, tx, shardings, next_batch.peek())
+    step_fn = steps.make_train_step(trainer.make_update(run.module, run.family, tx, config), schedule,
+                                    config, run.mesh, shardings)
+    save = lambda state, step: ckpts.save(step, state, {"step": step, "seed": config.seed})
+    state = train_loop(config, total, start, state, step_fn, next_batch, make_evaluator(run, trainer, writer),
+                       save, writer)
+    ckpts.wait()
+    return state
+
+
+def resume_hint(ckpts):
+  """What to do after a lost process: rerun, which resumes from the last checkpoint."""
+  step = ckpts.latest_step()
+  where = f"the last checkpoint (step {step})" if step else "the start (no checkpoint was written yet)"
+  return f"rerun the same command on every process to resume from {where}"
 
 
 def say(message):
