@@ -64,7 +64,7 @@ def generator_terms(outs, a, b, d_fake):
 
 def total_generator_loss(terms, gan_cfg):
   """Eq. 10: L_adv + λ_recon L_recon + λ_sr (L_sr^A + L_sr^B)."""
-  return (gan_cfg.get("adv_weight", 1.0) * terms["adv"] + gan_cfg.recon_weight * terms["recon"]
+  return (gan_cfg.adv_weight * terms["adv"] + gan_cfg.recon_weight * terms["recon"]
           + gan_cfg.sr_weight * (terms["sr_a"] + terms["sr_b"]))
 
 
