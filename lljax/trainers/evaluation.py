@@ -11,6 +11,7 @@ the honest protocol as ``eval/<metric>`` (psnr, ssim, mae), any other as
 
 import time
 
+import jax
 import numpy as np
 
 from lljax import inference
@@ -38,7 +39,9 @@ class Evaluator:
     self.protocols = [protocols_lib.get(spec) for spec in config.eval_protocols]
 
   def __call__(self, params, step):
+    """``params``: host arrays (``parallel.host_tree``), put on this process's first device once."""
     start = time.time()
+    params = jax.device_put(params, jax.local_devices()[0])
     sums, count, rows = {}, 0, []
     for example in self.examples():
       low, extra = self.model_inputs(example)
