@@ -31,7 +31,8 @@ class Job:
 
   Attributes:
     id: str. entry: the catalog Entry. name: the upload's file name.
-    rgb: uint8/uint16 [H, W, 3]; info: ``decode_image``'s info (mode, bit depth, alpha).
+    rgb: uint8/uint16 [H, W, 3] until the job has run; info: ``decode_image``'s info (mode, bit
+      depth, alpha). height, width: the photo's size.
     kernel: float32 (kh, kw) or None. options: extra ``enhance_image`` keyword arguments.
     state: "queued", "running", "done" or "error"; stage: what is happening now (one line).
     seconds: time in the model; compiled: whether that included compiling a new shape.
@@ -41,16 +42,16 @@ class Job:
   def __init__(self, job_id, entry, name, rgb, info, kernel=None, options=None):
     self.id, self.entry, self.name = job_id, entry, name
     self.rgb, self.info, self.kernel, self.options = rgb, info, kernel, dict(options or {})
+    self.height, self.width = rgb.shape[:2]
     self.state, self.stage, self.error = "queued", "waiting for the photos before it", None
     self.created, self.started, self.finished = time.monotonic(), None, None
     self.seconds, self.compiled, self.result = None, False, None
 
   def status(self, ahead=0):
     """The page's view of the job (JSON-ready); ``ahead``: jobs still to run before it."""
-    h, w = self.rgb.shape[:2]
     now = self.finished or time.monotonic()
     out = {"id": self.id, "name": self.name, "state": self.state, "stage": self.stage, "error": self.error,
-           "width": w, "height": h, "bit_depth": self.info["bit_depth"], "model": self.entry.index,
+           "width": self.width, "height": self.height, "bit_depth": self.info["bit_depth"], "model": self.entry.index,
            "elapsed": round(now - (self.started or self.created), 3), "ahead": ahead}
     if self.state == "done":
       out.update(seconds=round(self.seconds, 3), compiled=self.compiled,
@@ -80,7 +81,7 @@ def encode_result(enhanced, rgb, info):
 class Worker:
   """Runs submitted jobs one at a time (the model uses the whole CPU or accelerator)."""
 
-  def __init__(self, max_megapixels=None, keep=32):
+  def __init__(self, max_megapixels=None, keep=16):
     self.max_megapixels, self.keep = max_megapixels, keep
     self._queue = queue.Queue()
     self._jobs = collections.OrderedDict()
@@ -141,7 +142,7 @@ class Worker:
         traceback.print_exc(file=sys.stderr)
       job.state, job.error = "error", one_line(f"{job.name}: {e}")
     finally:
-      job.finished = time.monotonic()
+      job.finished, job.rgb = time.monotonic(), None  # the result is all that is kept
       if restorer is not None:
         restorer.progress = None
 
