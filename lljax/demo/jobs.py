@@ -50,9 +50,10 @@ class Job:
   def status(self, ahead=0):
     """The page's view of the job (JSON-ready); ``ahead``: jobs still to run before it."""
     now = self.finished or time.monotonic()
-    out = {"id": self.id, "name": self.name, "state": self.state, "stage": self.stage, "error": self.error,
-           "width": self.width, "height": self.height, "bit_depth": self.info["bit_depth"], "model": self.entry.index,
-           "elapsed": round(now - (self.started or self.created), 3), "ahead": ahead}
+    out = {"id": self.id, "name": self.name, "model": self.entry.index, "state": self.state,
+           "stage": self.stage, "error": self.error, "width": self.width, "height": self.height,
+           "bit_depth": self.info["bit_depth"], "elapsed": round(now - (self.started or self.created), 3),
+           "ahead": ahead}
     if self.state == "done":
       out.update(seconds=round(self.seconds, 3), compiled=self.compiled,
                  result=f"api/jobs/{self.id}/result.png", before=f"api/jobs/{self.id}/before.png",

@@ -40,7 +40,8 @@ class DemoProcess:
                                     cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     self.lines = []
     self._lines = queue.Queue()
-    threading.Thread(target=self._read, daemon=True).start()
+    self._reader = threading.Thread(target=self._read, daemon=True)
+    self._reader.start()
     self.url = None
 
   def _read(self):
@@ -76,6 +77,8 @@ class DemoProcess:
       self.process.kill()
       self.process.wait()
       return None
+    finally:
+      self._reader.join(10)  # its last lines are in ``output``
 
 
 def multipart(fields):
