@@ -51,6 +51,10 @@ class Restorer:
     module: the Flax module. params: its parameters.
     compiled_shapes: ``(program, input shape, with prior map)`` of every enhance/prior program
       this restorer has run (one XLA compilation each).
+    progress: None, or ``callable(program, shape, compiling, tile, tiles)`` called before each
+      program run (``"enhance"`` or ``"prior"``; ``compiling``: this shape is new, so XLA compiles
+      first; ``tile``/``tiles``: 1-based tile of the image and their count, 1/1 for whole images
+      and the prior), e.g. to show progress while a long call runs.
   """
 
   def __init__(self, model_name, config, params):
@@ -63,9 +67,17 @@ class Restorer:
     # so evaluating several checkpoints in one process compiles each shape once.
     self._programs = inference.programs(model_name, self.config)
     self.compiled_shapes = set()  # (what, input shape) of every program compiled so far
+    self.progress = None
 
-  def _run_enhance(self, inputs, temperature, rng, prior_map=None):
-    self.compiled_shapes.add(("enhance", inputs["low"].shape, prior_map is not None))
+  def _note_run(self, program, shape, prior=False, tile=1, tiles=1):
+    """Records a program run in ``compiled_shapes``, telling ``progress`` first."""
+    key = (program, shape, prior)
+    if self.progress is not None:
+      self.progress(program, shape, key not in self.compiled_shapes, tile, tiles)
+    self.compiled_shapes.add(key)
+
+  def _run_enhance(self, inputs, temperature, rng, prior_map=None, tile=1, tiles=1):
+    self._note_run("enhance", inputs["low"].shape, prior_map is not None, tile, tiles)
     return np.asarray(self._programs.enhance(self.params, inputs, jnp.float32(temperature), rng, prior_map))
 
   def model_inputs(self, low):
@@ -178,7 +190,7 @@ class Restorer:
     for i, (y, x) in enumerate(corners):
       tile_prior = None if prior_map is None else prior_map[y:y + th, x:x + tw][None]
       out = self._run_enhance({**self._batch(arrays, y, x, th, tw), **(extra or {})}, temperature,
-                              jax.random.fold_in(rng, i), tile_prior)
+                              jax.random.fold_in(rng, i), tile_prior, i + 1, len(corners))
       wgt = tiling.tile_weights(th, tw, y, x, hp, wp, overlap=tiling.round_up(overlap, m))
       acc[y:y + th, x:x + tw] += out[0] * wgt
       weight[y:y + th, x:x + tw] += wgt
@@ -194,7 +206,7 @@ class Restorer:
     arrays = {k: tiling.pad_reflect(v, tiling.round_up(hs, b), tiling.round_up(ws, b))
               for k, v in self._host_inputs(small).items()}
     inputs = self._batch(arrays)
-    self.compiled_shapes.add(("prior", inputs["low"].shape, False))
+    self._note_run("prior", inputs["low"].shape)
     small_map = np.asarray(self._programs.prior(self.params, inputs))[0, :hs, :ws]
     return tiling.upscale_bilinear(small_map, factor, h, w)
 

@@ -38,6 +38,13 @@ import numpy as np
 ERROR_PREFIX = "lljax.enhance: error:"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N")
+TILE, OVERLAP = 512, 128  # default tile side and overlap in pixels
+
+
+def max_pixels(family, max_megapixels=None):
+  """Images with more pixels than this are processed in tiles (default: the model's, 1.0 MP)."""
+  # Whole images are exact; tiles approximate near seams (INFWIDE: each tile gets its own NSR).
+  return int((max_megapixels or getattr(family, "MAX_MEGAPIXELS", 1.0)) * 1e6)
 
 
 class UsageError(ValueError):
@@ -59,8 +66,8 @@ def parse_args(argv):
   p.add_argument("--self_ensemble", action="store_true", help="average over 8 flips/transposes")
   p.add_argument("--max_megapixels", type=float, default=None,
                  help="larger images are processed in tiles (default: the model's, 1.0; INFWIDE 4.0)")
-  p.add_argument("--tile", type=int, default=512, help="tile side in pixels (default 512)")
-  p.add_argument("--overlap", type=int, default=128, help="tile overlap in pixels (default 128)")
+  p.add_argument("--tile", type=int, default=TILE, help=f"tile side in pixels (default {TILE})")
+  p.add_argument("--overlap", type=int, default=OVERLAP, help=f"tile overlap in pixels (default {OVERLAP})")
   p.add_argument("--bucket", type=int, default=32,
                  help="pad whole images to a multiple of this to share compiled shapes (default 32)")
   p.add_argument("--prior", choices=("global", "tile"), default="global",
@@ -228,8 +235,6 @@ def run(args, out=None, err=None):
   needs_kernel = bool(getattr(family, "NEEDS_KERNEL", False))
   if args.kernel and not needs_kernel:
     raise UsageError(f"--kernel: {args.model} is not a deblurring model that takes kernels")
-  # Whole images are exact; tiles approximate near seams (INFWIDE: each tile gets its own NSR).
-  max_megapixels = args.max_megapixels or getattr(family, "MAX_MEGAPIXELS", 1.0)
   jobs = plan(args)
   protect = [str(source) for source, _ in jobs]
   failed, skipped, todo, done = [], [], [], 0
@@ -248,7 +253,7 @@ def run(args, out=None, err=None):
       kernel = _kernel_for(source, args, family.KERNEL_SIZE) if needs_kernel else None
       rgb, info = read_image(source)
       enhanced = restorer.enhance_image(
-          to_float01(rgb), kernel, max_pixels=int(max_megapixels * 1e6), tile=args.tile,
+          to_float01(rgb), kernel, max_pixels=max_pixels(family, args.max_megapixels), tile=args.tile,
           overlap=args.overlap, bucket=args.bucket, self_ensemble=args.self_ensemble,
           prior=args.prior, temperature=args.temperature, seed=args.seed)
       note = write(target, to_output(enhanced, info, args.bit_depth), args, protect)

@@ -10,6 +10,7 @@ the test fixtures and the session's embedded TFDS data, as papermill does. The C
 
 import json
 import pathlib
+import re
 import sys
 
 import nbclient
@@ -96,7 +97,7 @@ def test_committed_notebook_is_clean(name):
 
 def test_quickstart(tmp_path, embedded_data_dir):
   work = tmp_path / "work"
-  nb = execute("quickstart", tmp_path, PTH=str(SMALL_PTH), WORK=str(work),
+  nb = execute("quickstart", tmp_path, PTH=str(SMALL_PTH), WORK=str(work), DEMO_PORT=0,
                **_common_params(tmp_path, embedded_data_dir))
   text = _text(nb)
   assert f"lljax from {ROOT / 'lljax'}" in text  # this checkout, not another install
@@ -105,6 +106,8 @@ def test_quickstart(tmp_path, embedded_data_dir):
   enhanced = sorted(p.name for p in (work / "enhanced").iterdir())
   assert enhanced == ["chelsea.png", "coffee.png"]
   assert len(_outputs(nb, "image/png")) == 2  # API before/after, CLI before/after
+  assert re.search(r"lljax demo at http://127\.0\.0\.1:\d+/\nmodels: converted_small \(llflow\)\n", text)
+  assert any("<iframe" in o["data"]["text/html"] for o in _outputs(nb, "text/html"))  # the page, inline
 
 
 def test_train_llflow_tpu(tmp_path, embedded_data_dir):

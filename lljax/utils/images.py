@@ -3,10 +3,11 @@
 * ``read_image(path) -> (array, info)``: any format Pillow reads, as RGB
   ``uint8`` (8-bit files) or ``uint16`` (16-bit PNGs), ``[H, W, 3]``, with
   the EXIF orientation applied; corrupt or truncated files raise
-  ``ImageReadError``.
+  ``ImageReadError``. ``decode_image(data, name)`` does the same for the
+  bytes of a file (e.g. an upload).
 * ``save_png(path, image, protect=())``: atomic 8/16-bit PNG writes (gray,
   gray+alpha, RGB, RGBA) that refuse to replace protected files (e.g.
-  dataset originals).
+  dataset originals); ``encode_png(image)`` returns the bytes.
 * ``to_uint8`` / ``to_float01``: float ``[0, 1]`` <-> integer images.
 * ``make_grid``: "input | output | target" sample sheets.
 
@@ -35,6 +36,8 @@ from lljax.utils import png16
 
 __all__ = [
     "ImageReadError",
+    "decode_image",
+    "encode_png",
     "make_grid",
     "read_image",
     "save_png",
@@ -176,8 +179,16 @@ def _is_protected(path: str, protect: Sequence[str | os.PathLike]) -> bool:
   return False
 
 
-def _encode_png(image: np.ndarray) -> bytes:
-  """PNG bytes of a validated uint8/uint16 ``[H, W]`` or ``[H, W, C]`` (C = 2, 3, 4) image."""
+def encode_png(image: Any) -> bytes:
+  """PNG bytes of a ``uint8``/``uint16`` ``[H, W]`` or ``[H, W, C]`` (C = 2, 3, 4) image.
+
+  ``uint16`` gives a 16-bit PNG. Raises ValueError for other shapes and dtypes.
+  """
+  image = np.asarray(image)
+  if image.dtype not in (np.uint8, np.uint16):
+    raise ValueError(f"a PNG needs uint8 or uint16 pixels, got {image.dtype}")
+  if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (2, 3, 4))):
+    raise ValueError(f"a PNG needs an HxW or HxWxC image with C in 2..4, got {image.shape}")
   if image.dtype == np.uint16:
     return png16.encode(image)
   buffer = io.BytesIO()
@@ -212,12 +223,7 @@ def save_png(
   path = os.fspath(path)
   if _is_protected(path, protect):
     raise ValueError(f"refusing to overwrite protected path {path}")
-  image = np.asarray(image)
-  if image.dtype not in (np.uint8, np.uint16):
-    raise ValueError(f"save_png needs uint8 or uint16, got {image.dtype}")
-  if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (2, 3, 4))):
-    raise ValueError(f"save_png needs an HxW or HxWxC image with C in 2..4, got {image.shape}")
-  data = _encode_png(image)
+  data = encode_png(image)
   directory, name = os.path.split(os.path.abspath(path))
   tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
   # os.open with 0o666 lets the umask decide the final permissions
@@ -356,6 +362,12 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
   """
   with open(path, "rb") as f:
     data = f.read()
+  return decode_image(data, path)
+
+
+def decode_image(data: bytes, name: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
+  """``read_image`` for the bytes of an image file; ``name`` (e.g. the file name of an upload)
+  stands for the path in ``info["path"]`` and in errors."""
   try:
     with _pillow_rejects_truncation(), Image.open(io.BytesIO(data)) as img:
       img.load()
@@ -363,13 +375,13 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
       file_format, mode = img.format, img.mode
   except Image.UnidentifiedImageError as e:
     # Pillow's own message names the in-memory buffer, not the file.
-    raise ImageReadError(path, "not an image in any format Pillow recognizes") from e
+    raise ImageReadError(name, "not an image in any format Pillow recognizes") from e
   except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error,
           Image.DecompressionBombError) as e:
-    raise ImageReadError(path, f"{type(e).__name__}: {e}") from e
+    raise ImageReadError(name, f"{type(e).__name__}: {e}") from e
   rgb, alpha = _split_alpha(array)
   info = {
-      "path": os.fspath(path),
+      "path": os.fspath(name),
       "format": file_format,
       "mode": mode,
       "bit_depth": 16 if rgb.dtype == np.uint16 else 8,

@@ -7,6 +7,7 @@ averaged) or a 2-D ``.npy``; for an image ``photo.jpg`` the CLI looks for ``phot
 or ``photo_kernel.npy`` next to it.
 """
 
+import io
 import pathlib
 
 import numpy as np
@@ -56,22 +57,29 @@ def read_kernel(path, max_size):
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"{path}: blur kernel file not found")
-  if path.stat().st_size == 0:
-    raise ValueError(f"{path}: the blur kernel file is empty")
-  if path.suffix.lower() == ".npy":
+  return decode_kernel(path.read_bytes(), str(path), max_size)
+
+
+def decode_kernel(data, name, max_size):
+  """``read_kernel`` for the bytes of a kernel file named ``name`` (.npy by suffix or content)."""
+  if not data:
+    raise ValueError(f"{name}: the blur kernel file is empty")
+  if str(name).lower().endswith(".npy") or data.startswith(b"\x93NUMPY"):
     try:
-      array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-      raise ValueError(f"{path}: not a readable .npy kernel ({e})") from e
+      array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+      raise ValueError(f"{name}: not a readable .npy kernel ({e})") from e
   else:
     from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
     try:
-      with Image.open(path) as im:
+      with Image.open(io.BytesIO(data)) as im:
         array = np.asarray(im.convert("I") if im.mode.startswith("I;16") else im.convert("L")
                            if im.mode not in ("L", "I", "F", "RGB") else im)
-    except (UnidentifiedImageError, OSError) as e:
-      raise ValueError(f"{path}: not a readable kernel image ({e})") from e
-  return check_kernel(array, max_size, str(path))
+    except UnidentifiedImageError as e:  # Pillow's message names the buffer, not the file
+      raise ValueError(f"{name}: not a readable kernel image (not a format Pillow recognizes)") from e
+    except OSError as e:
+      raise ValueError(f"{name}: not a readable kernel image ({e})") from e
+  return check_kernel(array, max_size, str(name))
 
 
 def kernel_path_for(image_path):
