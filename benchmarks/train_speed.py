@@ -4,16 +4,17 @@
   python benchmarks/train_speed.py --cases llflow@paper llflow@paper:remat
   python benchmarks/train_speed.py case uptflow@720x1280:remat   # one case here: a JSON line
 
-A case is ``MODEL[/VARIANT]@SHAPE[:remat][:bf16][:mbN]``. SHAPE ``paper`` is the crop and batch of
-the model's release config (``configs/MODEL.py`` with no preset: LLFlow LOL b16 @160², UPT-Flow
-b8 @160², SSFlow b16 @160², DEvUDP (IN) b4 @256², INFWIDE b8 @256²); ``HxW`` is one image of that
-size, ``BxHxW`` a batch of B images (to compare flags on the same batch). VARIANT replaces the
-config's model variant (e.g. ``llflow/small@16x160x160``). ``remat`` sets
+A case is ``MODEL[/VARIANT]@SHAPE[:remat][:bf16][:mbN][:scan]``. SHAPE ``paper`` is the crop and
+batch of the model's release config (``configs/MODEL.py`` with no preset: LLFlow LOL b16 @160²,
+UPT-Flow b8 @160², SSFlow b16 @160², DEvUDP (IN) b4 @256², INFWIDE b8 @256²); ``HxW`` is one
+image of that size, ``BxHxW`` a batch of B images (to compare flags on the same batch). VARIANT
+replaces the config's model variant (e.g. ``llflow/small@16x160x160``). ``remat`` sets
 ``config.remat`` (blocks recomputed in the backward pass), ``bf16``
 ``config.compute_dtype="bfloat16"``, ``mbN`` ``config.microbatches=N`` (gradients accumulated over
-N sequential parts of the batch: the paper batch in less memory; not for DEvUDP). The step
-is the trainer's own jitted update (``make_train_step`` of the flow/GAN/supervised trainer) with
-random weights and data.
+N sequential parts of the batch: the paper batch in less memory; not for DEvUDP), ``scan``
+``config.microbatch_loop="scan"`` (one ``lax.scan`` over the parts, the GPU/TPU loop; on the CPU
+the parts are written out one after another). The step is the trainer's own jitted update
+(``make_train_step`` of the flow/GAN/supervised trainer) with random weights and data.
 
 Reported: compile time; GFLOP per step from XLA's cost analysis (2 per multiply-add, all ops);
 XLA's memory analysis ("temp": activations and scratch; "peak": temp + arguments + outputs -
@@ -45,20 +46,20 @@ def default_cases():
 
 
 def parse_case(case):
-  """'llflow@paper:remat:mb2' -> ('llflow', None, {'remat': True, 'bf16': False, 'mb': 2, 'variant': None});
-  the shape is None for 'paper', else (h, w) or (b, h, w)."""
+  """'llflow@paper:remat:mb2' -> ('llflow', None, {'remat': True, 'bf16': False, 'scan': False, 'mb': 2,
+  'variant': None}); the shape is None for 'paper', else (h, w) or (b, h, w)."""
   model, _, rest = case.partition("@")
   model, _, variant = model.partition("/")
   shape, *flags = rest.split(":")
   microbatches = [f for f in flags if f.startswith("mb") and f[2:].isdigit()]
   if (model not in MODELS or not (shape == "paper" or shape.count("x") in (1, 2))
-      or set(flags) - {"remat", "bf16", *microbatches} or len(microbatches) > 1):
-    raise SystemExit(f"bad case {case!r}: MODEL[/VARIANT]@SHAPE[:remat][:bf16][:mbN], MODEL in {MODELS}, "
+      or set(flags) - {"remat", "bf16", "scan", *microbatches} or len(microbatches) > 1):
+    raise SystemExit(f"bad case {case!r}: MODEL[/VARIANT]@SHAPE[:remat][:bf16][:mbN][:scan], MODEL in {MODELS}, "
                      "SHAPE paper, HxW or BxHxW")
   if model == "devudp" and microbatches:
     raise SystemExit(f"bad case {case!r}: the GAN trainer has no microbatches")
   hw = None if shape == "paper" else tuple(int(v) for v in shape.split("x"))
-  return model, hw, {"remat": "remat" in flags, "bf16": "bf16" in flags,
+  return model, hw, {"remat": "remat" in flags, "bf16": "bf16" in flags, "scan": "scan" in flags,
                      "mb": int(microbatches[0][2:]) if microbatches else 1, "variant": variant or None}
 
 
@@ -71,6 +72,8 @@ def _config(model, hw, flags):
   config.remat = flags["remat"]
   config.compute_dtype = "bfloat16" if flags["bf16"] else "float32"
   config.microbatches = flags["mb"]
+  if flags.get("scan"):
+    config.microbatch_loop = "scan"
   if flags.get("variant"):
     config.model.variant = flags["variant"]
   config.mesh.data = 1
