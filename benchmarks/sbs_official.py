@@ -63,7 +63,10 @@ import harness
 import sbs_cases
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
 def code_dir(path, sub):
+  """The folder holding a checkout's python packages: ``path/sub`` if there is one, else ``path``."""
   path = pathlib.Path(path).resolve()
   return path / sub if sub and (path / sub).is_dir() else path
 
@@ -332,11 +335,23 @@ BUILDERS = {
 }
 
 
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, *args, out_shape, **_):
+  """torch's ``convolution_backward`` count with its weight-gradient term divided by ``groups``:
+  torch 2.13 counts a grouped convolution's weight gradient as a dense one's (a 64-channel 3x3
+  depthwise conv: 64x), which made UPT-Flow's step read 5x its real count."""
+  from torch.utils import flop_counter  # pylint: disable=import-outside-toplevel
+  groups, mask = args[6], args[7]
+  count = lambda m: flop_counter.conv_backward_flop.__wrapped__(  # the formula on shapes
+      grad_out_shape, x_shape, w_shape, *args[:7], m, out_shape=out_shape)
+  return count([mask[0], False, False]) + count([False, mask[1], False]) // groups
+
+
 def count_flops(call):
   """FLOPs of one more call by ``torch.utils.flop_counter`` (convolutions, matmuls, attention and
   their backward ops; 2 per multiply-add; FFTs and elementwise ops are not counted)."""
   from torch.utils.flop_counter import FlopCounterMode  # pylint: disable=import-outside-toplevel
-  with FlopCounterMode(display=False) as counter:
+  with FlopCounterMode(display=False,
+                       custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops}) as counter:
     call()
   return counter.get_total_flops()
 

@@ -8,8 +8,8 @@
 
 For each case it runs official, lljax, official, lljax, ... (``--repeats`` of each), every run a
 fresh process (``sbs_official.py`` / ``sbs_lljax.py``) pinned to the same ``--threads`` CPUs:
-the process's CPU affinity (which sizes XLA's and OpenMP's thread pools), ``OMP_NUM_THREADS``
-and ``torch.set_num_threads``. A run builds the model (random weights, release configuration),
+the process's CPU affinity (XLA:CPU sizes its Eigen thread pool by it: one ``tf_XLAEigen``
+thread per allowed CPU), ``OMP_NUM_THREADS`` and ``torch.set_num_threads``. A run builds the model (random weights, release configuration),
 makes one warm-up call (lljax: after compiling), then ``--calls`` timed calls. It prints a
 markdown table: the median time of all timed calls of a side, the median of the runs' peak RSS
 (``ru_maxrss``: interpreter, framework, model and buffers), the ratios lljax / official and each
