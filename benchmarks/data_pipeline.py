@@ -5,12 +5,12 @@ fake trees with the official layouts and the real image sizes (600x400 and
 1280x720 PNG of smooth scenes plus sensor-like noise, so decoding costs
 about what real photos cost) and the embedded `lowlight` dataset; then reads
 training batches of random crops through `lljax.data.pipeline.train_batches`
-and reports examples/s beside the fastest model train step measured here
-(LLFlow `small`, batch 16 of 160x160: ~20 s/step on this 2-core machine,
-i.e. ~0.8 examples/s).
+and reports examples/s beside a model's training rate measured in the same run
+(``--model_case``, a ``train_speed.py`` case run in its own process; default
+LLFlow `small`, batch 16 of 160x160, the fastest release train step here).
 
     python benchmarks/data_pipeline.py            # 2 reading threads, 256x256 crops
-    python benchmarks/data_pipeline.py --threads 1 --steps 20
+    python benchmarks/data_pipeline.py --threads 1 --steps 20 --model_case none
 """
 
 from __future__ import annotations
@@ -33,7 +33,16 @@ import tensorflow_datasets as tfds
 
 from lljax.data import pipeline, sources
 
-MODEL_EXAMPLES_PER_S = 0.8  # LLFlow small, batch 16 at 160x160: ~20 s per step here.
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def model_examples_per_s(case: str) -> float:
+  """Examples/s of the train step ``case`` (train_speed.py, its own process, 1 timed step)."""
+  import harness  # pylint: disable=import-outside-toplevel
+  rows = harness.run_cases(str(HERE / 'train_speed.py'), [case], ['--repeats', '1'])
+  if not rows or rows[0]['median_s'] is None:
+    raise SystemExit(f'the model step {case} did not run (see above); --model_case none skips it')
+  return rows[0]['batch'] / rows[0]['median_s']
 
 
 def _photo_like(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -115,7 +124,11 @@ def main() -> None:
   parser.add_argument('--lol_pairs', type=int, default=48)
   parser.add_argument('--gopro_pairs', type=int, default=24)
   parser.add_argument('--nightshot_photos', type=int, default=6)
+  parser.add_argument('--model_case', default='llflow/small@16x160x160',
+                      help='train_speed.py case whose examples/s the pipeline rates are compared '
+                           'with (none: no comparison)')
   args = parser.parse_args()
+  model_rate = None if args.model_case == 'none' else model_examples_per_s(args.model_case)
 
   tmp = pathlib.Path(tempfile.mkdtemp(prefix='lljax-bench-data-'))
   try:
@@ -152,13 +165,14 @@ def main() -> None:
         ('gopro unpaired + resize 384 (DEvUDP)', 'gopro/blur_gamma',
          {'unpaired': True, 'resize_short': int(1.5 * args.crop)}, None),
     ]
-    print(f'\n| train pipeline | examples/s | x LLFlow small step ({MODEL_EXAMPLES_PER_S} ex/s) |')
-    print('|---|---|---|')
+    versus = f' x {args.model_case} step ({model_rate:.2f} ex/s, measured above) |' if model_rate else ''
+    print(f'\n| train pipeline | examples/s |{versus}')
+    print('|---|---|' + ('---|' if model_rate else ''))
     for label, name, kwargs, host_fn in rows:
       source = sources.open_source(name, 'train', data_dir)
       rate = throughput(source, args.batch, args.crop, args.steps, args.threads, host_fn,
                         **kwargs)
-      print(f'| {label} | {rate:.1f} | {rate / MODEL_EXAMPLES_PER_S:.0f}x |', flush=True)
+      print(f'| {label} | {rate:.1f} |' + (f' {rate / model_rate:.0f}x |' if model_rate else ''), flush=True)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
 

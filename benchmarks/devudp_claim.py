@@ -21,17 +21,8 @@ information) of the input and of the output, and the mean brightness of input, o
 reference. Everything is reported as measured; a short CPU run is far from the paper's 200
 GoPro epochs.
 
-Measured (2026-11, 2 shared CPU cores, tiny variant, batch 4, crop 64, resize_short 96, 4 test
-images per row; PSNR in -> out, mean brightness in -> out, reference 0.419):
-
-  steps | blur                 | lowlight                    | sharp (vs itself)
-   600  | 21.14 -> 14.79 dB    | 8.16 -> 15.88 dB, .076->.374 | 16.67 dB
-  1500  | 21.14 -> 15.23 dB    | 8.16 -> 14.52 dB, .076->.333 | 17.58 dB
-
-So G (trained on blur only) brightens the low-light inputs to near the normal-light mean, but
-at this budget it is far from deblurring or preserving sharp inputs (outputs are blurrier/
-colour-shifted than the inputs); the claim's "sharp stays nearly unchanged" part is not
-reproduced by such short runs.
+What it measured (tiny variant, 600 and 1500 steps) is in benchmarks/README.md, "DEvUDP central
+claim", with the command that printed it.
 """
 
 import argparse

@@ -3,9 +3,11 @@ FLOP and memory figures, peak RSS."""
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -42,17 +44,20 @@ def xla_figures(compiled):
                               - mem.alias_size_in_bytes)}
 
 
-def time_calls(fn, args, repeats, next_args=None):
+def time_calls(fn, args, repeats, next_args=None, sync=None):
   """Runs ``fn(*args)`` once (warm-up) then ``repeats`` times; returns (first s, [times]).
 
   ``next_args(args, out)``: the arguments of the next call (e.g. a train step's donated state
-  fed back from its outputs); default: the same arguments.
+  fed back from its outputs); default: the same arguments. ``sync(out)`` waits for the result
+  (default ``jax.block_until_ready``; torch on a CPU returns finished results: ``lambda out: out``).
   """
-  import jax  # pylint: disable=import-outside-toplevel
+  if sync is None:
+    import jax  # pylint: disable=import-outside-toplevel
+    sync = jax.block_until_ready
 
   def call(args):
     t0 = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
+    out = sync(fn(*args))
     return out, time.perf_counter() - t0
 
   out, first = call(args)
@@ -62,6 +67,37 @@ def time_calls(fn, args, repeats, next_args=None):
     out, seconds = call(args)
     times.append(seconds)
   return first, times
+
+
+def rss_bytes(pid):
+  """Current resident memory of process ``pid`` (0 once it is gone)."""
+  try:
+    with open(f"/proc/{pid}/status") as f:
+      for line in f:
+        if line.startswith("VmRSS:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return 0
+
+
+def run_child(cmd, env=None, rss_limit_gib=None, cpus=None):
+  """Runs ``cmd`` in a child process (stdout/stderr to temporary files, so a chatty child never
+  blocks on a full pipe); ``cpus``: the CPUs it may run on (its affinity, which sizes XLA's and
+  OpenMP's thread pools). Kills that child (by pid) if its RSS passes ``rss_limit_gib``.
+  Returns (return code, stdout, stderr, note): note says why it was killed, else ''."""
+  preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+  with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    child = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, preexec_fn=preexec)  # pylint: disable=subprocess-popen-preexec-fn
+    note = ""
+    while child.poll() is None:
+      if rss_limit_gib and rss_bytes(child.pid) > rss_limit_gib * 2**30:
+        child.kill()
+        note = f"killed: RSS above {rss_limit_gib:.1f} GiB"
+      time.sleep(0.2)
+    out.seek(0)
+    err.seek(0)
+    return child.returncode, out.read(), err.read(), note
 
 
 def run_cases(script, cases, extra_args=()):

@@ -20,25 +20,18 @@ down. Reported: peak RSS (``ru_maxrss`` of the child: interpreter, JAX runtime, 
 programs and buffers), XLA's scratch estimate of the largest compiled program
 (``memory_analysis().temp_size_in_bytes``), and the wall time of the first call (compilation
 included) and, with ``INFWIDE_BENCH_REPEAT=1``, of a second call. The official PyTorch forward
-peaks at about 3.0 GB RSS at 720p (dossier A.12, 2-core CPU).
-
-Measured on the shared 2-core CPU machine (jax 0.10.2; times include compilation and are noisy):
-
-  case                   peak RSS GB XLA temp GB  first s
-  720x1280:whole                2.06        0.77     37.0
-  720x1280:whole_seq            1.85        0.73     23.8
-  1080x1920:whole               3.83        1.73     88.5
-  1080x1920:whole_seq           2.92        1.64     83.8
-  1080x1920:tiled               1.65           -    122.5
+is measured beside lljax's by ``side_by_side.py`` (``--cases infwide_enhance_720x1280
+infwide_enhance_1080x1920``); the table of this script is in benchmarks/README.md with its command.
 """
 
 import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
+
+import harness
 
 CASES = ("720x1280:whole", "720x1280:whole_seq", "1080x1920:whole_seq", "1080x1920:tiled")
 TILED = dict(max_pixels=1_000_000, tile=768, overlap=192)
@@ -90,32 +83,11 @@ def run_case(spec):
           "first_s": first, "second_s": second}
 
 
-def _rss_of(pid):
-  try:
-    with open(f"/proc/{pid}/status") as f:
-      for line in f:
-        if line.startswith("VmRSS:"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return 0
-
-
-def run_isolated(spec, limit_bytes):
-  """Runs one case in a child process; kills that child if its RSS passes ``limit_bytes``."""
-  child = subprocess.Popen([sys.executable, __file__, "case", spec], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-  peak = 0
-  while child.poll() is None:
-    peak = max(peak, _rss_of(child.pid))
-    if peak > limit_bytes:
-      child.kill()
-      child.wait()
-      return {"case": spec, "error": f"killed: RSS above {limit_bytes / 2**30:.0f} GB"}
-    time.sleep(0.2)
-  out, err = child.communicate()
-  if child.returncode:
-    return {"case": spec, "error": (err.strip().splitlines() or ["failed"])[-1]}
+def run_isolated(spec, limit_gib):
+  """Runs one case in a child process, killed if its RSS passes ``limit_gib``."""
+  code, out, err, note = harness.run_child([sys.executable, __file__, "case", spec], rss_limit_gib=limit_gib)
+  if note or code:
+    return {"case": spec, "error": note or (err.strip().splitlines() or ["failed"])[-1]}
   return json.loads(out.strip().splitlines()[-1])
 
 
@@ -129,7 +101,7 @@ def main():
   args = p.parse_args()
   print(f"{'case':<22} {'peak RSS GB':>11} {'XLA temp GB':>11} {'first s':>8} {'second s':>9}")
   for spec in args.cases:
-    r = run_isolated(spec, args.rss_limit_gb * 2**30)
+    r = run_isolated(spec, args.rss_limit_gb)
     if "error" in r:
       print(f"{spec:<22} {r['error']}")
     else:

@@ -1,4 +1,4 @@
-"""LLFlow speed and memory on this machine, beside the official PyTorch CPU baselines.
+"""LLFlow speed and memory on this machine (the official PyTorch code beside it: ``side_by_side.py``).
 
   python benchmarks/llflow_speed.py            # all cases, each in its own process; prints a table
   python benchmarks/llflow_speed.py --cases small_enhance_400x600
@@ -7,7 +7,7 @@
 Timing: one warm-up call (compilation, reported separately), then the median of ``--repeats``
 calls. FLOPs come from XLA's cost analysis of the compiled program (2 per multiply-add, all
 ops), so "GFLOP/s" is comparable with the machine's GEMM ceiling. Peak RSS is the process's
-``ru_maxrss`` (interpreter + JAX + model included), as in the official baseline table. Weights
+``ru_maxrss`` (interpreter + JAX + model included), as ``side_by_side.py`` reports it. Weights
 are random (speed does not depend on them); float32 throughout.
 """
 
@@ -17,12 +17,6 @@ import time
 
 import harness
 
-# Official PyTorch on this machine (shared/research/official_cpu_baselines.md): seconds, GiB.
-OFFICIAL = {
-    "lol_enhance_400x600": (24.85, 0.96),
-    "small_enhance_400x600": (3.09, 0.57),
-    "lol_train_b4_160": (26.90, 8.32),
-}
 CASES = {
     "small_enhance_400x600": ("small", "enhance", 1, (400, 600)),
     "lol_enhance_400x600": ("lol", "enhance", 1, (400, 600)),
@@ -84,12 +78,11 @@ def main():
     print(json.dumps(run_case(args.name, args.repeats)))
     return
   rows = harness.run_cases(__file__, args.cases, ["--repeats", str(args.repeats)])
-  print("| case | lljax time (s) | compile (s) | GFLOP | GFLOP/s | peak RSS (GiB) | official time (s) | official RSS (GiB) |")
-  print("|---|---|---|---|---|---|---|---|")
+  print("| case | lljax time (s) | compile (s) | GFLOP | GFLOP/s | peak RSS (GiB) |")
+  print("|---|---|---|---|---|---|")
   for r in rows:
-    off_t, off_m = OFFICIAL.get(r["case"], (float("nan"), float("nan")))
     print(f"| {r['case']} | {r['median_s']:.2f} | {r['compile_s']:.1f} | {r['gflop']:.0f} | "
-          f"{r['gflops_per_s']:.1f} | {r['peak_rss_gib']:.2f} | {off_t:.2f} | {off_m:.2f} |")
+          f"{r['gflops_per_s']:.1f} | {r['peak_rss_gib']:.2f} |")
 
 
 if __name__ == "__main__":

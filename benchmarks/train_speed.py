@@ -4,15 +4,17 @@
   python benchmarks/train_speed.py --cases llflow@paper llflow@paper:remat
   python benchmarks/train_speed.py case uptflow@720x1280:remat   # one case here: a JSON line
 
-A case is ``MODEL@SHAPE[:remat][:bf16][:mbN]``. SHAPE ``paper`` is the crop and batch of the model's
-release config (``configs/MODEL.py`` with no preset: LLFlow LOL b16 @160², UPT-Flow b8 @160²,
-SSFlow b16 @160², DEvUDP (IN) b4 @256², INFWIDE b8 @256²); ``HxW`` is one image of that size,
-``BxHxW`` a batch of B images (to compare flags on the same batch). ``remat`` sets
+A case is ``MODEL[/VARIANT]@SHAPE[:remat][:bf16][:mbN][:scan]``. SHAPE ``paper`` is the crop and
+batch of the model's release config (``configs/MODEL.py`` with no preset: LLFlow LOL b16 @160²,
+UPT-Flow b8 @160², SSFlow b16 @160², DEvUDP (IN) b4 @256², INFWIDE b8 @256²); ``HxW`` is one
+image of that size, ``BxHxW`` a batch of B images (to compare flags on the same batch). VARIANT
+replaces the config's model variant (e.g. ``llflow/small@16x160x160``). ``remat`` sets
 ``config.remat`` (blocks recomputed in the backward pass), ``bf16``
 ``config.compute_dtype="bfloat16"``, ``mbN`` ``config.microbatches=N`` (gradients accumulated over
-N sequential parts of the batch: the paper batch in less memory; not for DEvUDP). The step
-is the trainer's own jitted update (``make_train_step`` of the flow/GAN/supervised trainer) with
-random weights and data.
+N sequential parts of the batch: the paper batch in less memory; not for DEvUDP), ``scan``
+``config.microbatch_loop="scan"`` (one ``lax.scan`` over the parts, the GPU/TPU loop; on the CPU
+the parts are written out one after another). The step is the trainer's own jitted update
+(``make_train_step`` of the flow/GAN/supervised trainer) with random weights and data.
 
 Reported: compile time; GFLOP per step from XLA's cost analysis (2 per multiply-add, all ops);
 XLA's memory analysis ("temp": activations and scratch; "peak": temp + arguments + outputs -
@@ -44,20 +46,21 @@ def default_cases():
 
 
 def parse_case(case):
-  """'llflow@paper:remat:mb2' -> ('llflow', None, {'remat': True, 'bf16': False, 'mb': 2});
-  the shape is None for 'paper', else (h, w) or (b, h, w)."""
+  """'llflow@paper:remat:mb2' -> ('llflow', None, {'remat': True, 'bf16': False, 'scan': False, 'mb': 2,
+  'variant': None}); the shape is None for 'paper', else (h, w) or (b, h, w)."""
   model, _, rest = case.partition("@")
+  model, _, variant = model.partition("/")
   shape, *flags = rest.split(":")
   microbatches = [f for f in flags if f.startswith("mb") and f[2:].isdigit()]
   if (model not in MODELS or not (shape == "paper" or shape.count("x") in (1, 2))
-      or set(flags) - {"remat", "bf16", *microbatches} or len(microbatches) > 1):
-    raise SystemExit(f"bad case {case!r}: MODEL@SHAPE[:remat][:bf16][:mbN], MODEL in {MODELS}, "
+      or set(flags) - {"remat", "bf16", "scan", *microbatches} or len(microbatches) > 1):
+    raise SystemExit(f"bad case {case!r}: MODEL[/VARIANT]@SHAPE[:remat][:bf16][:mbN][:scan], MODEL in {MODELS}, "
                      "SHAPE paper, HxW or BxHxW")
   if model == "devudp" and microbatches:
     raise SystemExit(f"bad case {case!r}: the GAN trainer has no microbatches")
   hw = None if shape == "paper" else tuple(int(v) for v in shape.split("x"))
-  return model, hw, {"remat": "remat" in flags, "bf16": "bf16" in flags,
-                     "mb": int(microbatches[0][2:]) if microbatches else 1}
+  return model, hw, {"remat": "remat" in flags, "bf16": "bf16" in flags, "scan": "scan" in flags,
+                     "mb": int(microbatches[0][2:]) if microbatches else 1, "variant": variant or None}
 
 
 def _config(model, hw, flags):
@@ -69,6 +72,10 @@ def _config(model, hw, flags):
   config.remat = flags["remat"]
   config.compute_dtype = "bfloat16" if flags["bf16"] else "float32"
   config.microbatches = flags["mb"]
+  if flags.get("scan"):
+    config.microbatch_loop = "scan"
+  if flags.get("variant"):
+    config.model.variant = flags["variant"]
   config.mesh.data = 1
   return config
 
@@ -89,7 +96,8 @@ def _random_batch(family, module, config, hw):
 
 
 def build_step(model, hw, flags):
-  """(jitted train step, its arguments, next_args) for a case, as the model's trainer builds it."""
+  """(jitted train step, its arguments, next_args, config) for a case, as the model's trainer
+  builds it."""
   from lljax import models, parallel, trainers  # pylint: disable=import-outside-toplevel
   from lljax.trainers import common  # pylint: disable=import-outside-toplevel
 
@@ -99,21 +107,27 @@ def build_step(model, hw, flags):
   params = common.initial_params(config, family, module)[0]
   batch = _random_batch(family, module, config, hw)
   fn, state = common.step_and_state(trainers.get(family.KIND).TRAINER, config, params, parallel.make_mesh(1))
-  return fn, (state, batch), lambda args, out: (out[0], args[1])
+  return fn, (state, batch), lambda args, out: (out[0], args[1]), config
 
 
 def run_case(case, repeats, max_gib):
   import jax  # pylint: disable=import-outside-toplevel
 
+  from lljax import parallel  # pylint: disable=import-outside-toplevel
+  from lljax.trainers import steps  # pylint: disable=import-outside-toplevel
+
   model, hw, flags = parse_case(case)
-  fn, args, next_args = build_step(model, hw, flags)
+  fn, args, next_args, config = build_step(model, hw, flags)
   t0 = time.perf_counter()
   compiled = fn.lower(*args).compile()
   row = {"case": case, "compile_s": time.perf_counter() - t0, **harness.xla_figures(compiled),
          "batch": int(args[-1]["low"].shape[0]), "hw": list(args[-1]["low"].shape[1:3]),
          "device": str(jax.devices()[0].device_kind)}
-  if flags["mb"] > 1:  # XLA counts a scan's body once: take the FLOPs of the unsplit step (same work)
+  if flags["mb"] > 1 and steps.backend_choices(config, parallel.make_mesh(1))[1] == "scan":
+    # XLA counts a scan's body once: take the FLOPs of the unsplit step (same work). Unrolled parts
+    # (the CPU's loop) are all in the compiled program, counted above.
     row["gflop"] = harness.gflop(build_step(model, hw, {**flags, "mb": 1})[0].lower(*args))
+    row["gflop_from"] = "unsplit step, lowered"
   if row["xla_peak_gib"] > max_gib:
     return {**row, "median_s": None, "peak_rss_gib": harness.peak_rss_gib()}
   first, times = harness.time_calls(compiled, args, repeats, next_args)
