@@ -25,7 +25,13 @@ import tempfile
 TOLERANCE = 1e-4
 FORMATS = ("stablehlo", "onnx", "savedmodel", "tflite")
 # (model, format) pairs that cannot be exported, with the reason.
-UNSUPPORTED = {}
+UNSUPPORTED = {("infwide", "onnx"): "its Wiener deconvolution needs 2-D FFTs and complex arithmetic, and "
+                                    "jax2onnx 0.17.1 lowers only 1-D FFTs of complex-typed inputs; use stablehlo, "
+                                    "savedmodel or tflite"}
+# Formats whose batch is fixed (default 1): jax2onnx does not convert every model with a symbolic
+# batch, and LiteRT's CPU delegate does not reshape symbolic sizes; TFLite sizes are fixed too.
+FIXED_BATCH = ("onnx", "tflite")
+FIXED_SIZE = ("tflite",)
 
 
 class ExportError(ValueError):
@@ -73,8 +79,8 @@ def export(model_dir, fmt, output, *, step=None, batch=None, shape=None, kernel_
   """Writes ``model_dir``'s enhance program as ``fmt`` at ``output``; returns the report (dict).
 
   Args:
-    batch: fixed batch size (None: symbolic). shape: fixed (H, W) (None: symbolic multiples of
-      the model's size multiple, where the model traces so). kernel_size: INFWIDE's PSF side
+    batch: fixed batch size (None: symbolic; 1 for onnx and tflite). shape: fixed (H, W) (None: symbolic multiples of
+      the model's size multiple, where the model traces so; required for tflite). kernel_size: INFWIDE's PSF side
       (default: the model's 37).
   Raises:
     ExportError: unsupported pair or existing output; ParityError (a subclass): a difference
@@ -90,6 +96,9 @@ def export(model_dir, fmt, output, *, step=None, batch=None, shape=None, kernel_
   model = checkpoint.read_model_spec(model_dir)["model"]
   if (model, fmt) in UNSUPPORTED:
     raise ExportError(f"{model} cannot be exported to {fmt}: {UNSUPPORTED[model, fmt]}")
+  if fmt in FIXED_SIZE and shape is None:
+    raise ExportError(f"{fmt} artefacts have a fixed input size: pass --shape HxW")
+  batch = 1 if batch is None and fmt in FIXED_BATCH else batch
   formats.require(fmt)
   output = pathlib.Path(output)
   _check_output(output, overwrite)

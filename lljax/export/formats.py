@@ -25,12 +25,17 @@ import tempfile
 import jax
 import numpy as np
 
-from lljax.export.program import OUTPUT_NAME, fold_constants
+from lljax.export.program import OUTPUT_NAME, _jax_config
 
 STABLEHLO_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 TF_PLATFORMS = ("cpu", "cuda", "tpu")
-EXTRAS = {"onnx": ("onnx", ("jax2onnx", "onnxruntime", "onnx")),
-          "savedmodel": ("tf", ("tensorflow",)), "tflite": ("tf", ("tensorflow",))}
+JAX2ONNX = "jax2onnx==0.17.1"
+# format -> (how to install, modules it needs). jax2onnx is installed without its dependencies: its
+# metadata caps orbax-checkpoint below lljax's pin, though it never imports orbax.
+EXTRAS = {"onnx": (f"pip install 'lljax[onnx]' && pip install --no-deps {JAX2ONNX}",
+                   ("onnx", "onnxruntime", "jax2onnx")),
+          "savedmodel": ("pip install 'lljax[tf]'", ("tensorflow",)),
+          "tflite": ("pip install 'lljax[tf]'", ("tensorflow",))}
 
 
 class MissingExtraError(ImportError):
@@ -38,14 +43,13 @@ class MissingExtraError(ImportError):
 
 
 def require(fmt):
-  """Raises MissingExtraError naming the pip extra when ``fmt``'s runtime is not importable."""
-  extra, modules = EXTRAS.get(fmt, (None, ()))
+  """Raises MissingExtraError saying what to install when ``fmt``'s runtime is not importable."""
+  install, modules = EXTRAS.get(fmt, (None, ()))
   for name in modules:
     try:
       importlib.import_module(name)
     except ImportError as e:
-      raise MissingExtraError(f"--format {fmt} needs {name}, which is not installed ({e}); "
-                              f"pip install 'lljax[{extra}]'") from e
+      raise MissingExtraError(f"--format {fmt} needs {name}, which is not installed ({e}); {install}") from e
 
 
 def _version(dist):
@@ -60,9 +64,7 @@ def _version(dist):
 
 
 def _stablehlo_write(program, path):
-  fn = jax.jit(lambda *xs: program.apply(program.params, *xs))
-  with program.tracing("platform"):
-    exported = jax.export.export(fn, platforms=STABLEHLO_PLATFORMS)(*program.specs())
+  exported = program.exported(STABLEHLO_PLATFORMS)
   pathlib.Path(path).write_bytes(exported.serialize())
   return {"platforms": list(exported.platforms), "converter": f"jax.export (jax {jax.__version__})"}
 
@@ -105,11 +107,9 @@ def _onnx_write(program, path):
   from jax2onnx import to_onnx  # pylint: disable=import-outside-toplevel
   import onnx  # pylint: disable=import-outside-toplevel
 
-  with program.tracing("generic"):
-    closed = program.trace()
-  run = fold_constants(closed, jax.tree.leaves(program.params))
+  fn = program.function("generic")
   with _fast_jax2onnx_binding_check():
-    proto = to_onnx(lambda *xs: run(*xs)[0], program.specs(), model_name=f"lljax_{program.model}",
+    proto = to_onnx(fn, program.specs(), model_name=f"lljax_{program.model}",
                     input_names=list(program.names), output_names=[OUTPUT_NAME])
   onnx.save(proto, str(path))
   return {"converter": f"jax2onnx {_version('jax2onnx')} (opset {proto.opset_import[0].version})"}
@@ -130,22 +130,23 @@ def _polymorphic_shape(spec):
   return "(" + ", ".join(str(d) for d in spec.shape) + ")"
 
 
-def _savedmodel_write(program, path):
+def _savedmodel_write(program, path, platforms=TF_PLATFORMS, depthwise="platform"):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from jax.experimental import jax2tf  # pylint: disable=import-outside-toplevel
 
   specs = program.specs()
-  with program.tracing("platform"):
-    converted = jax2tf.convert(lambda *xs: program.apply(program.params, *xs),
-                               polymorphic_shapes=[_polymorphic_shape(s) for s in specs],
-                               native_serialization_platforms=TF_PLATFORMS)
-    signature = [tf.TensorSpec([d if isinstance(d, int) else None for d in s.shape], tf.float32, name=n)
-                 for s, n in zip(specs, program.names)]
-    module = tf.Module()
-    module.enhance = tf.function(lambda *xs: {OUTPUT_NAME: converted(*xs)}, autograph=False,
-                                 input_signature=signature)
+  # Exported.call may be traced with other symbolic sizes (jax2tf's own) than it was exported with.
+  exported = program.exported(platforms, depthwise)
+  converted = jax2tf.convert(exported.call, polymorphic_shapes=[_polymorphic_shape(s) for s in specs],
+                             native_serialization_platforms=platforms)
+  signature = [tf.TensorSpec([d if isinstance(d, int) else None for d in s.shape], tf.float32, name=n)
+               for s, n in zip(specs, program.names)]
+  module = tf.Module()
+  module.enhance = tf.function(lambda *xs: {OUTPUT_NAME: converted(*xs)}, autograph=False,
+                               input_signature=signature)
+  with _jax_config("jax_use_shardy_partitioner", False):  # converted when traced, here
     tf.saved_model.save(module, str(path), signatures=module.enhance.get_concrete_function())
-  return {"platforms": list(TF_PLATFORMS), "converter": f"jax2tf (jax {jax.__version__}, tensorflow {tf.__version__})"}
+  return {"platforms": list(platforms), "converter": f"jax2tf (jax {jax.__version__}, tensorflow {tf.__version__})"}
 
 
 def _savedmodel_load(path, names):  # pylint: disable=unused-argument
@@ -160,7 +161,7 @@ def _tflite_write(program, path):
 
   tmp = pathlib.Path(tempfile.mkdtemp(prefix="lljax-export-"))
   try:
-    info = _savedmodel_write(program, tmp / "savedmodel")
+    info = _savedmodel_write(program, tmp / "savedmodel", ("cpu",), "generic")
     content = tf.lite.TFLiteConverter.from_saved_model(str(tmp / "savedmodel")).convert()
   finally:
     shutil.rmtree(tmp, ignore_errors=True)

@@ -80,37 +80,55 @@ class Program:
       return self.module.apply({"params": params}, inputs, method=self.module.enhance)
 
   def specs(self):
-    """ShapeDtypeStructs of the inputs (symbolic dimensions share one scope)."""
-    sym = jax.export.symbolic_shape(f"{BATCH}, {HEIGHT}, {WIDTH}", constraints=(
-        f"{HEIGHT} >= 1", f"{WIDTH} >= 1"))
-    b = sym[0] if self.batch is None else self.batch
-    hw = (sym[1] * self.multiple, sym[2] * self.multiple) if self.size is None else tuple(self.size)
+    """ShapeDtypeStructs of the inputs (symbolic dimensions share one scope, made once)."""
+    return list(self._specs)
+
+  @functools.cached_property
+  def _specs(self):
+    names = ([BATCH] if self.batch is None else []) + ([HEIGHT, WIDTH] if self.size is None else [])
+    sym = dict(zip(names, jax.export.symbolic_shape(", ".join(names)))) if names else {}
+    b = sym.get(BATCH, self.batch)
+    hw = tuple(self.size) if self.size is not None else (sym[HEIGHT] * self.multiple, sym[WIDTH] * self.multiple)
     specs = []
     for name in self.names:
       shape = (b, self.kernel_size, self.kernel_size) if name == "kernel" else (b, *hw, 3)
       specs.append(jax.ShapeDtypeStruct(shape, jnp.float32))
-    return specs
+    return tuple(specs)
 
-  @contextlib.contextmanager
-  def tracing(self, depthwise):
-    """Traces inside run with ``depthwise`` convolutions (``lljax.nn.conv.depthwise_lowering``)
-    and full float32 convolutions and matrix products (no TF32 or bfloat16 passes on GPU/TPU).
+  def function(self, depthwise):
+    """The program as a function of its inputs alone, the params' own work folded to constants
+    (``fold_constants``), traced with ``depthwise`` convolutions (``lljax.nn.conv``) and full
+    float32 convolutions and matrix products (no TF32 or bfloat16 passes on GPU/TPU).
 
-    Raises SymbolicSizeError when height/width are symbolic and tracing fails.
+    Raises SymbolicSizeError when height/width are symbolic and the model does not trace so.
     """
     try:
       with depthwise_lowering(depthwise), jax.default_matmul_precision("highest"):
-        yield
+        closed = jax.make_jaxpr(self.apply)(self.params, *self.specs())
     except Exception as e:  # pylint: disable=broad-except  (shape polymorphism fails in many ways)
       if self.size is None:
         first = (str(e).strip().splitlines() or [""])[0]
         raise SymbolicSizeError(f"{self.model} does not trace with symbolic height/width "
                                 f"({type(e).__name__}: {first[:160]})") from e
       raise
+    run = fold_constants(closed, jax.tree.leaves(self.params))
+    return lambda *inputs: run(*inputs)[0]
 
-  def trace(self):
-    """The closed jaxpr of ``apply(params, *inputs)`` on ``specs()`` (inside ``tracing``)."""
-    return jax.make_jaxpr(self.apply)(self.params, *self.specs())
+  def exported(self, platforms, depthwise="platform"):
+    """``jax.export`` of ``function(depthwise)`` lowered for ``platforms`` (no Shardy dialect,
+    which TF's StableHLO reader does not know; nothing here is sharded)."""
+    with _jax_config("jax_use_shardy_partitioner", False):
+      return jax.export.export(jax.jit(self.function(depthwise)), platforms=platforms)(*self.specs())
+
+
+@contextlib.contextmanager
+def _jax_config(name, value):
+  previous = jax.config.values[name]
+  jax.config.update(name, value)
+  try:
+    yield
+  finally:
+    jax.config.update(name, previous)
 
 
 def load(directory, step=None, batch=None, size=None, kernel_size=None):
@@ -157,8 +175,7 @@ def fold_constants(closed, known):
   known_jaxpr = jcore.Jaxpr(jaxpr.constvars, jaxpr.invars[:len(known)], residuals, fold_eqns)
   values = jax.jit(jcore.jaxpr_as_fun(jcore.ClosedJaxpr(known_jaxpr, closed.consts)))(*known)
   rest_jaxpr = jcore.Jaxpr(residuals, jaxpr.invars[len(known):], jaxpr.outvars, rest_eqns, jaxpr.effects)
-  run = jcore.jaxpr_as_fun(jcore.ClosedJaxpr(rest_jaxpr, [np.asarray(v) for v in values]))
-  return lambda *inputs: run(*inputs)
+  return jcore.jaxpr_as_fun(jcore.ClosedJaxpr(rest_jaxpr, [np.asarray(v) for v in values]))
 
 
 def _size(v):
