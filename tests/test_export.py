@@ -8,6 +8,7 @@ StableHLO and ONNX run in CI (the ``test`` extra has onnxruntime); SavedModel an
 
 import functools
 import json
+import os
 import pathlib
 
 import jax
@@ -97,9 +98,13 @@ def _require_onnx():
 @pytest.mark.parametrize("model", MODELS)
 def test_onnx_reproduces_the_official_output(model, tmp_path):
   _require_onnx()
+  if model == "uptflow" and not os.environ.get("LLJAX_SLOW_TESTS"):
+    pytest.skip("jax2onnx had not converted UPT-Flow's 7,000 traced equations after 6 minutes on a 2-core CI "
+                "machine; LLJAX_SLOW_TESTS=1 runs it")
   if (model, "onnx") in export.UNSUPPORTED:  # INFWIDE: the CLI names the reason
-    with pytest.raises(export.ExportError, match="2-D FFTs"):
-      export.export(FIXTURES, "onnx", tmp_path / "x.onnx") if False else _unsupported(model, tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"model": model, "config": {}}))
+    with pytest.raises(export.ExportError, match=f"{model} cannot be exported to onnx: .*2-D FFTs"):
+      export.export(tmp_path, "onnx", tmp_path / "x.onnx")
     return
   low, kernel, want = official(model)
   got = run_artefact("onnx", fixture_program(model, batch=1), tmp_path, low, kernel)
@@ -130,8 +135,10 @@ def test_symbolic_sizes_run_at_two_sizes(fmt, tmp_path, fast_loaders):
   np.testing.assert_allclose(host.finish(run(host.prepare(sig, low)[0]), (1, 64, 96), clip=False), want,
                              atol=ATOL)
   if fmt == "stablehlo":  # and a symbolic batch
-    feeds, crop = host.prepare(sig, np.concatenate([low, low[:, ::-1]]))
-    np.testing.assert_allclose(host.finish(run(feeds), crop, clip=False)[1], want[0, ::-1], atol=ATOL)
+    pair = np.concatenate([low, low[:, ::-1]])
+    feeds, crop = host.prepare(sig, pair)
+    np.testing.assert_allclose(host.finish(run(feeds), crop, clip=False), restorer.enhance(pair, clip=False),
+                               atol=ATOL)
 
 
 def test_models_that_need_fixed_sizes_say_so():
