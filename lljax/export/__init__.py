@@ -26,8 +26,10 @@ TOLERANCE = 1e-4
 FORMATS = ("stablehlo", "onnx", "savedmodel", "tflite")
 # (model, format) pairs that cannot be exported, with the reason.
 UNSUPPORTED = {("infwide", "onnx"): "its Wiener deconvolution needs 2-D FFTs and complex arithmetic, and "
-                                    "jax2onnx 0.17.1 lowers only 1-D FFTs of complex-typed inputs; use stablehlo, "
-                                    "savedmodel or tflite"}
+                                    "jax2onnx 0.17.1 lowers only 1-D FFTs of complex-typed inputs; use stablehlo "
+                                    "or savedmodel",
+               ("infwide", "tflite"): "TF 2.21's TFLite converter crashes (segmentation fault) on its 2-D FFTs; "
+                                      "use stablehlo or savedmodel"}
 # Formats whose batch is fixed (default 1): jax2onnx does not convert every model with a symbolic
 # batch, and LiteRT's CPU delegate does not reshape symbolic sizes; TFLite sizes are fixed too.
 FIXED_BATCH = ("onnx", "tflite")
