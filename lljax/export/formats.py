@@ -166,7 +166,7 @@ def _tflite_write(program, path):
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   pathlib.Path(path).write_bytes(content)
-  return {"converter": info["converter"] + f" + TFLiteConverter"}
+  return {"converter": info["converter"] + " + TFLiteConverter"}
 
 
 def _litert_interpreter():
