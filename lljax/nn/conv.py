@@ -1,5 +1,7 @@
 """2-D convolution with PyTorch's padding semantics on NHWC arrays."""
 
+import contextlib
+import contextvars
 from typing import Callable, Optional, Sequence, Union
 
 import flax.linen as nn
@@ -12,6 +14,27 @@ from lljax.nn import precision
 IntPair = Union[int, Sequence[int]]
 
 _PAD_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_DEPTHWISE = contextvars.ContextVar("lljax_depthwise", default="backend")
+DEPTHWISE_MODES = ("backend", "platform", "generic")
+
+
+@contextlib.contextmanager
+def depthwise_lowering(mode):
+  """How depthwise convolutions are traced inside the block (read while tracing, like ``autocast``).
+
+  ``"backend"`` (default): shifted taps (``depthwise_taps``) when the default backend is the CPU,
+  a grouped convolution otherwise: right for a program compiled here and now. ``"platform"``: both,
+  chosen by ``jax.lax.platform_dependent`` when the program is lowered, for serialized programs
+  that run on CPU, GPU and TPU alike (``jax.export``). ``"generic"``: always the grouped
+  convolution, for converters that translate the traced program op by op (ONNX, TF graphs).
+  """
+  if mode not in DEPTHWISE_MODES:
+    raise ValueError(f"depthwise lowering {mode!r}: use one of {', '.join(DEPTHWISE_MODES)}")
+  token = _DEPTHWISE.set(mode)
+  try:
+    yield
+  finally:
+    _DEPTHWISE.reset(token)
 
 
 def _pair(v):
@@ -61,18 +84,18 @@ class Conv2d(inits.ParamModule):
     pad = _pair(self.padding) if self.padding is not None else (kh // 2, kw // 2)
     x, pads = _pad(x, pad, self.padding_mode)
     dtype = self.dtype or precision.compute_dtype(x)
-    if self.groups == in_ch == self.features > 1 and jax.default_backend() == "cpu":
-      y = depthwise_taps(x.astype(dtype), kernel.astype(dtype), pads, _pair(self.stride), _pair(self.dilation))
+    x, kernel = x.astype(dtype), kernel.astype(dtype)
+    grouped = lambda x, kernel: jax.lax.conv_general_dilated(
+        x, kernel, window_strides=_pair(self.stride), padding=pads, rhs_dilation=_pair(self.dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups)
+    taps = lambda x, kernel: depthwise_taps(x, kernel, pads, _pair(self.stride), _pair(self.dilation))
+    mode = _DEPTHWISE.get()
+    if not self.groups == in_ch == self.features > 1 or mode == "generic":
+      y = grouped(x, kernel)
+    elif mode == "platform":
+      y = jax.lax.platform_dependent(x, kernel, cpu=taps, default=grouped)
     else:
-      y = jax.lax.conv_general_dilated(
-          x.astype(dtype),
-          kernel.astype(dtype),
-          window_strides=_pair(self.stride),
-          padding=pads,
-          rhs_dilation=_pair(self.dilation),
-          dimension_numbers=("NHWC", "HWIO", "NHWC"),
-          feature_group_count=self.groups,
-      )
+      y = taps(x, kernel) if jax.default_backend() == "cpu" else grouped(x, kernel)
     if self.use_bias:
       bias_init = self.bias_init or inits.torch_default_bias(inits.fan_in(kshape))
       y = y + self.param("bias", bias_init, (self.features,)).astype(dtype)

@@ -13,7 +13,6 @@ Index tables are computed with NumPy at trace time from the static shapes.
 
 import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -138,5 +137,9 @@ def scale_bilinear(x, scale_factor, recompute_scale_factor=True):
 
 def max_pool2d(x, kernel_size=2):
   """torch ``F.max_pool2d(x, k)`` (stride k, no padding, floor mode)."""
-  k = (kernel_size, kernel_size)
-  return nn.max_pool(x, k, strides=k, padding="VALID")
+  # A max over a reshape rather than lax.reduce_window: the same values, and it exports to ONNX
+  # (jax2onnx's reduce_window becomes a 4-D MaxPool that onnxruntime rejects).
+  k = kernel_size
+  b, h, w, c = x.shape
+  x = x[:, : h // k * k, : w // k * k]
+  return jnp.max(x.reshape(b, h // k, k, w // k, k, c), axis=(2, 4))

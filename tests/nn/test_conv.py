@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lljax.nn import Conv2d, init_variables, torch_default_kernel
-from lljax.nn.conv import depthwise_taps
+from lljax.nn.conv import depthwise_lowering, depthwise_taps
 
 
 def _torch_conv_reference(x, w, b, stride, pad, groups, mode):
@@ -91,3 +91,21 @@ def test_bad_groups_and_padding_mode():
     Conv2d(4, groups=3).init(jax.random.key(0), jnp.zeros((1, 4, 4, 4)))
   with pytest.raises(ValueError, match="padding_mode"):
     Conv2d(4, padding_mode="mirror").init(jax.random.key(0), jnp.zeros((1, 4, 4, 4)))
+
+
+@pytest.mark.parametrize("mode", ["platform", "generic"])
+def test_depthwise_lowering_for_exports_is_not_baked_for_the_cpu(mode):
+  """An export lowered here for GPU must get the grouped convolution, not the CPU's taps; the
+  CPU lowering of "platform" keeps the taps. Values are the same in every mode."""
+  conv = Conv2d(4, 3, groups=4)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 6, 7, 4)), jnp.float32)
+  params = conv.init(jax.random.key(0), x)
+  with depthwise_lowering(mode):
+    exported = jax.export.export(jax.jit(conv.apply), platforms=("cpu", "cuda"))(params, x)
+    np.testing.assert_allclose(conv.apply(params, x), exported.call(params, x), atol=1e-6)
+  text = exported.mlir_module()
+  assert "feature_group_count = 4" in text  # the grouped convolution is there for CUDA
+  assert (text.count("stablehlo.multiply") >= 9) == (mode == "platform")  # and 3x3 taps for the CPU only then
+  with depthwise_lowering("backend"):  # lljax's own default on this CPU: taps only
+    baked = jax.export.export(jax.jit(conv.apply), platforms=("cpu", "cuda"))(params, x).mlir_module()
+  assert "feature_group_count = 4" not in baked
