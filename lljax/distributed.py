@@ -10,19 +10,31 @@ one-line ``DistributedError`` naming what is missing.
 
 Every process then feeds its own rows of each global batch (``lljax.data.pipeline``), takes part
 in checkpointing (Orbax writes each process's shards), and only process 0 writes metrics,
-samples and the run files. When a process dies, the others' collectives fail within the
-coordination service's heartbeat timeout (``heartbeat_timeout``) and ``lost_peers`` turns that
-into a ``DistributedError`` saying how to resume.
+samples and the run files. When a process dies, ``lost_peers`` ends the others with one line
+saying how to resume: errors of collectives and barriers that name a lost peer become a
+``DistributedError``, and a ``Watchdog`` catches the silent cases (a process blocked in a
+collective or barrier that only fails when the coordination service notices the death).
+
+Why a watchdog of our own: the coordination service notices a dead process after
+``heartbeat_timeout`` and then aborts every other process from a C++ thread (SIGABRT, no Python
+exception, no word on resuming), and the hook JAX's client offers to replace that abort cannot be
+used from Python (its status argument fails to convert). The watchdog's own heartbeats go through
+the service's key-value store and call a peer lost after a quarter of ``heartbeat_timeout``, so it
+speaks first.
 """
 
 import contextlib
 import dataclasses
 import os
 import re
-from typing import Optional
+import sys
+import threading
+import time
+from typing import Callable, Optional
 
 import jax
 
+_heartbeat_timeout = 100  # JAX's default; ``initialize`` records the run's
 ENV = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
        "process_id": "JAX_PROCESS_ID"}
 def _count(env, *names):
@@ -108,6 +120,8 @@ def initialize(run_settings, heartbeat_timeout=60, initialization_timeout=300):
   others wait on a dead process."""
   if not run_settings.multi_process or jax.distributed.is_initialized():
     return
+  global _heartbeat_timeout
+  _heartbeat_timeout = int(heartbeat_timeout)
   kwargs = dict(heartbeat_timeout_seconds=int(heartbeat_timeout), initialization_timeout=int(initialization_timeout))
   if run_settings.explicit:
     kwargs.update(coordinator_address=run_settings.coordinator_address,
@@ -119,19 +133,106 @@ def initialize(run_settings, heartbeat_timeout=60, initialization_timeout=300):
     raise DistributedError(f"could not join the multi-process run ({where}): {str(e).splitlines()[0]}") from e
 
 
-# Words in XLA/gloo/coordination-service errors that mean another process went away.
+# Words in XLA/gloo/coordination-service/Orbax errors that mean another process went away.
 _PEER_LOST = re.compile(r"connection (reset|refused|closed)|broken pipe|gloo|heartbeat|coordination service|"
-                        r"peer|socket closed|unavailable|barrier timed out|deadline exceeded", re.IGNORECASE)
+                        r"peer|socket closed|unavailable|barrier|timed out|deadline exceeded", re.IGNORECASE)
+
+
+def exit_lost(message):
+  """The default end of a process whose peer was lost: one line on stderr, exit status 2, and no
+  exit handlers (JAX's shutdown barrier would wait for the lost process, then abort)."""
+  print(f"lljax: error: {message}", file=sys.stderr, flush=True)
+  os._exit(2)  # pylint: disable=protected-access
+
+
+class Watchdog:
+  """Heartbeats through the coordination service's key-value store: every ``period`` seconds
+  this process bumps its own counter and reads the others'; a peer whose counter has not moved
+  for ``silence`` seconds after its first beat (or a store unreachable that long) is reported to
+  ``on_lost(process_index, seconds)``. ``stop(finished=True)`` tells the others this process
+  ended on purpose, so they do not mistake its exit for a loss."""
+
+  def __init__(self, client, index, count, silence, on_lost, period=1.0):
+    self._client, self._index, self._silence, self._on_lost, self._period = client, index, silence, on_lost, period
+    self._peers = [p for p in range(count) if p != index]
+    self._stopped = threading.Event()
+    self._thread = threading.Thread(target=self._run, name="lljax-watchdog", daemon=True)
+
+  @staticmethod
+  def key(index):
+    return f"lljax/watchdog/{index}"
+
+  def start(self):
+    self._thread.start()
+    return self
+
+  def stop(self, finished=True):
+    self._stopped.set()
+    self._thread.join()
+    if finished:
+      with contextlib.suppress(Exception):
+        self._client.key_value_set(self.key(self._index), "finished", allow_overwrite=True)
+
+  def _run(self):
+    seen = {p: (None, None) for p in self._peers}
+    reachable, beat = time.monotonic(), 0
+    while not self._stopped.wait(self._period):
+      now, beat = time.monotonic(), beat + 1
+      try:
+        self._client.key_value_set(self.key(self._index), str(beat), allow_overwrite=True)
+        values = {p: self._try_get(p) for p in self._peers}
+      except Exception:  # pylint: disable=broad-except
+        if now - reachable > self._silence:  # the service (process 0) is gone
+          return self._on_lost(0, now - reachable)
+        continue
+      reachable = now
+      for peer, value in values.items():
+        if value in (None, "finished"):  # not started yet (the service still watches it), or done
+          continue
+        if value != seen[peer][0]:
+          seen[peer] = (value, now)
+        elif now - seen[peer][1] > self._silence:
+          return self._on_lost(peer, now - seen[peer][1])
+
+  def _try_get(self, peer):
+    try:
+      return self._client.key_value_try_get(self.key(peer))
+    except Exception as e:  # pylint: disable=broad-except
+      if "not found" in str(e).lower():
+        return None
+      raise
 
 
 @contextlib.contextmanager
-def lost_peers(resume_hint):
-  """In a multi-process run, an error of the runtime that says a peer is gone becomes a
-  ``DistributedError`` with ``resume_hint()`` (what to rerun); other errors pass unchanged."""
+def lost_peers(resume_hint: Callable[[], str], on_lost: Callable[[str], None] = exit_lost):
+  """In a multi-process run: an error of the runtime that says a peer is gone becomes a
+  ``DistributedError`` with ``resume_hint()`` (what to rerun), other errors pass unchanged; and a
+  ``Watchdog`` (silence: a quarter of the heartbeat timeout) calls ``on_lost(message)`` when a peer
+  falls silent. One process: nothing."""
+  if jax.process_count() == 1:
+    yield
+    return
+  index, count = jax.process_index(), jax.process_count()
+
+  def lost(peer, seconds):
+    try:
+      hint = resume_hint()
+    except Exception:  # pylint: disable=broad-except
+      hint = "rerun the same command on every process to resume from the last checkpoint"
+    on_lost(f"process {index} of {count} lost contact with the others (process {peer} silent for "
+            f"{seconds:.0f} s); {hint}")
+
+  from jax._src import distributed as jax_distributed  # pylint: disable=import-outside-toplevel
+  watchdog = Watchdog(jax_distributed.global_state.client, index, count, max(2.0, _heartbeat_timeout / 4),
+                      lost).start()
+  finished = False
   try:
     yield
+    finished = True
   except Exception as e:  # pylint: disable=broad-except
-    if jax.process_count() > 1 and not isinstance(e, DistributedError) and _PEER_LOST.search(str(e)):
-      raise DistributedError(f"process {jax.process_index()} of {jax.process_count()} lost contact with the "
-                             f"others ({str(e).splitlines()[0][:200]}); {resume_hint()}") from e
+    if not isinstance(e, DistributedError) and (isinstance(e, TimeoutError) or _PEER_LOST.search(str(e))):
+      raise DistributedError(f"process {index} of {count} lost contact with the others "
+                             f"({str(e).splitlines()[0][:200]}); {resume_hint()}") from e
     raise
+  finally:
+    watchdog.stop(finished)

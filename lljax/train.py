@@ -22,7 +22,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0's coordinator.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes of the run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
-_HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout", 60, "Seconds after which a silent process counts as lost.")
+_HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout", 60, "Seconds after which JAX counts a silent process as lost; lljax reports it after a quarter of this.")
 
 # Errors a user can fix from the message alone: shown as one line, without a traceback.
 _USER_ERRORS = (config_lib.ConfigError, FileNotFoundError, FileExistsError, NotADirectoryError,

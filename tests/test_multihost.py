@@ -5,6 +5,7 @@ one device, a lost process ends the other with a clear error, and bad settings a
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -88,22 +89,75 @@ def test_two_processes_train_as_one_process_on_two_devices_and_restore_anywhere(
   assert len(_losses(tmp_path / "two")) == STEPS + 1
 
 
-def test_a_lost_process_ends_the_others_with_a_clear_error(tmp_path, embedded_data_dir):
-  """Process 1 is killed once the run has made progress; process 0 stops within the heartbeat
-  bound with one line saying how to resume, instead of waiting forever in a collective."""
+@pytest.mark.parametrize("how", ["killed", "frozen"])
+def test_a_lost_process_ends_the_others_with_a_clear_error(tmp_path, embedded_data_dir, how):
+  """Process 1 is killed (its sockets close) or frozen (they stay open: only heartbeats tell) once
+  the run has made progress; process 0 stops within the heartbeat bound with one line saying how
+  to resume, instead of waiting forever in a collective or being aborted by the runtime."""
   workdir = tmp_path / "run"
   procs = _launch(workdir, embedded_data_dir, tmp_path / "cache", 10_000, heartbeat=30, checkpoint_every=2)
   deadline = time.time() + 400
   while not (workdir / "metrics.jsonl").exists() or len(_losses(workdir)) < 3:
     assert time.time() < deadline and procs[0].poll() is None, procs[0].communicate()[1][-3000:]
     time.sleep(1)
-  procs[1].kill()
+  procs[1].send_signal(signal.SIGKILL if how == "killed" else signal.SIGSTOP)
   killed = time.time()
-  _, err = procs[0].communicate(timeout=180)
+  try:
+    _, err = procs[0].communicate(timeout=180)
+  finally:
+    procs[1].kill()
+    procs[1].communicate()
   assert time.time() - killed < 90  # the heartbeat bound (30 s) and a margin
   assert procs[0].returncode == 2, err[-3000:]
   assert "lost contact with the others" in err and "rerun the same command on every process" in err
   assert "resume from the last checkpoint (step" in err
+
+
+class _Store:
+  """The coordination service's key-value store as the watchdog uses it; ``down`` makes it unreachable."""
+
+  def __init__(self):
+    self.values, self.down = {}, False
+
+  def key_value_set(self, key, value, allow_overwrite=False):
+    if self.down:
+      raise RuntimeError("UNAVAILABLE: failed to connect")
+    assert allow_overwrite
+    self.values[key] = value
+
+  def key_value_try_get(self, key):
+    if self.down:
+      raise RuntimeError("UNAVAILABLE: failed to connect")
+    if key not in self.values:
+      raise RuntimeError(f"NOT_FOUND: {key} not found")
+    return self.values[key]
+
+
+def _watch(store, index, count):
+  lost = []
+  dog = distributed.Watchdog(store, index, count, silence=0.3, on_lost=lambda *a: lost.append(a), period=0.02)
+  return dog.start(), lost
+
+
+def test_watchdog_reports_a_silent_peer_but_not_a_finished_or_unstarted_one():
+  store = _Store()
+  dogs = [_watch(store, i, 3) for i in range(3)]
+  time.sleep(0.6)
+  assert all(not lost for _, lost in dogs)  # all beating
+  dogs[1][0].stop(finished=True)  # ends on purpose
+  dogs[2][0].stop(finished=False)  # dies
+  time.sleep(0.8)
+  dogs[0][0].stop()
+  assert len(dogs[0][1]) == 1 and dogs[0][1][0][0] == 2 and dogs[0][1][0][1] > 0.3
+
+  store = _Store()
+  dog, lost = _watch(store, 0, 2)
+  time.sleep(0.6)
+  assert not lost  # a peer that never started is left to the coordination service
+  store.down = True  # the service (on process 0) is gone
+  time.sleep(0.6)
+  dog.stop(finished=False)
+  assert lost and lost[0][0] == 0
 
 
 @pytest.mark.parametrize("env,flags,message", [
