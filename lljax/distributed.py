@@ -10,9 +10,9 @@ one-line ``DistributedError`` naming what is missing.
 
 Every process then feeds its own rows of each global batch (``lljax.data.pipeline``), takes part
 in checkpointing (Orbax writes each process's shards), and only process 0 writes metrics,
-samples and the run files. When a process dies, ``lost_peers`` ends the others with one line
-saying how to resume: errors of collectives and barriers that name a lost peer become a
-``DistributedError``, and a ``Watchdog`` catches the silent cases (a process blocked in a
+samples and the run files. When a process dies, the others end with one line saying how to
+resume (exit status 2): ``peer_errors`` on an error of a collective or barrier that names a lost
+peer, at once, and ``watch_peers``, a ``Watchdog``, in the silent cases (a process blocked in a
 collective or barrier that only fails when the coordination service notices the death).
 
 Why a watchdog of our own: the coordination service notices a dead process after
@@ -203,36 +203,52 @@ class Watchdog:
       raise
 
 
+def _lost_message(cause, resume_hint):
+  try:
+    hint = resume_hint()
+  except Exception:  # pylint: disable=broad-except
+    hint = "rerun the same command on every process to resume from the last checkpoint"
+  return f"process {jax.process_index()} of {jax.process_count()} lost contact with the others ({cause}); {hint}"
+
+
 @contextlib.contextmanager
-def lost_peers(resume_hint: Callable[[], str], on_lost: Callable[[str], None] = exit_lost):
-  """In a multi-process run: an error of the runtime that says a peer is gone becomes a
-  ``DistributedError`` with ``resume_hint()`` (what to rerun), other errors pass unchanged; and a
-  ``Watchdog`` (silence: a quarter of the heartbeat timeout) calls ``on_lost(message)`` when a peer
-  falls silent. One process: nothing."""
+def watch_peers(resume_hint: Callable[[], str], on_lost: Callable[[str], None] = exit_lost):
+  """In a multi-process run, a ``Watchdog`` (silence: a quarter of the heartbeat timeout) calls
+  ``on_lost(message)`` when a peer falls silent; ``message`` ends with ``resume_hint()`` (what to
+  rerun). Enter it before anything that may wait on the others, its own clean-up included (an
+  Orbax checkpoint manager's close waits in a commit barrier). One process: nothing."""
   if jax.process_count() == 1:
     yield
     return
-  index, count = jax.process_index(), jax.process_count()
+  from jax._src import distributed as jax_distributed  # pylint: disable=import-outside-toplevel
 
   def lost(peer, seconds):
-    try:
-      hint = resume_hint()
-    except Exception:  # pylint: disable=broad-except
-      hint = "rerun the same command on every process to resume from the last checkpoint"
-    on_lost(f"process {index} of {count} lost contact with the others (process {peer} silent for "
-            f"{seconds:.0f} s); {hint}")
+    on_lost(_lost_message(f"process {peer} silent for {seconds:.0f} s", resume_hint))
 
-  from jax._src import distributed as jax_distributed  # pylint: disable=import-outside-toplevel
-  watchdog = Watchdog(jax_distributed.global_state.client, index, count, max(2.0, _heartbeat_timeout / 4),
-                      lost).start()
+  watchdog = Watchdog(jax_distributed.global_state.client, jax.process_index(), jax.process_count(),
+                      max(2.0, _heartbeat_timeout / 4), lost).start()
   finished = False
   try:
     yield
     finished = True
-  except Exception as e:  # pylint: disable=broad-except
-    if not isinstance(e, DistributedError) and (isinstance(e, TimeoutError) or _PEER_LOST.search(str(e))):
-      raise DistributedError(f"process {index} of {count} lost contact with the others "
-                             f"({str(e).splitlines()[0][:200]}); {resume_hint()}") from e
-    raise
   finally:
     watchdog.stop(finished)
+
+
+@contextlib.contextmanager
+def peer_errors(resume_hint: Callable[[], str], on_lost: Callable[[str], None] = exit_lost):
+  """In a multi-process run, an error of the runtime that says a peer is gone (a collective's
+  closed connection, a barrier's timeout) calls ``on_lost(message)`` at once, before the clean-up
+  of what encloses this context, which would wait for the lost peer until JAX's runtime aborts the
+  process; if ``on_lost`` returns, it is raised as a ``DistributedError``. Other errors pass
+  unchanged. One process: nothing."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except
+    if jax.process_count() == 1 or isinstance(e, DistributedError):
+      raise
+    if isinstance(e, TimeoutError) or _PEER_LOST.search(str(e)):
+      message = _lost_message(str(e).splitlines()[0][:200] if str(e) else type(e).__name__, resume_hint)
+      on_lost(message)
+      raise DistributedError(message) from e
+    raise

@@ -89,13 +89,17 @@ def train(config, workdir, trainer):
   total, steps_per_epoch = total_steps(config, len(source))
   schedule = optim.make_schedule(config.schedule, total, steps_per_epoch)
   tx = optim.make_optimizer(config.optimizer, schedule)
-  with contextlib.ExitStack() as stack:
-    ckpts = stack.enter_context(contextlib.closing(checkpoint.TrainCheckpoints(run.workdir, config.keep_checkpoints)))
+  ckpts = checkpoint.TrainCheckpoints(run.workdir, config.keep_checkpoints)
+  hint = lambda: resume_hint(ckpts)
+  # The watchdog encloses the checkpoints' close (it waits for every process); a peer's error is
+  # acted on inside it, before that close.
+  with distributed.watch_peers(hint), contextlib.ExitStack() as stack:
+    stack.enter_context(contextlib.closing(ckpts))
+    stack.enter_context(distributed.peer_errors(hint))
     start = ckpts.latest_step() or 0  # checkpoints are named by completed steps
     if start >= total:
       say(f"{run.workdir}: the run is complete ({start} of {total} steps); nothing to do")
       return None
-    stack.enter_context(distributed.lost_peers(lambda: resume_hint(ckpts)))
     abstract = abstract_state(run, tx, trainer)
     shardings = state_shardings(abstract, config, run.mesh)
     batches = stack.enter_context(contextlib.closing(pipeline.train_batches(
