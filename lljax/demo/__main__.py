@@ -41,7 +41,7 @@ def main(argv=None):
   for entry in server.entries:
     if entry.error:
       print(f"lljax.demo: warning: {entry.error}", file=sys.stderr)
-  backend = jax.default_backend()
+  backend = jax.devices()[0].platform  # where the demo's programs run
   stop = threading.Event()
   for sig in (signal.SIGINT, signal.SIGTERM):
     signal.signal(sig, lambda *_: stop.set())

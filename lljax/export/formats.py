@@ -187,7 +187,7 @@ def _tflite_load(path, names):  # pylint: disable=unused-argument
 def runtime(fmt):
   """The runtime's name and version, as the report names it."""
   if fmt == "stablehlo":
-    return f"jax {jax.__version__} (jax.export.deserialize, {jax.default_backend()})"
+    return f"jax {jax.__version__} (jax.export.deserialize, {jax.devices()[0].platform})"
   if fmt == "onnx":
     return f"onnxruntime {_version('onnxruntime')} (CPUExecutionProvider)"
   if fmt == "savedmodel":

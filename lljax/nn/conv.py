@@ -14,19 +14,20 @@ from lljax.nn import precision
 IntPair = Union[int, Sequence[int]]
 
 _PAD_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-_DEPTHWISE = contextvars.ContextVar("lljax_depthwise", default="backend")
-DEPTHWISE_MODES = ("backend", "platform", "generic")
+_DEPTHWISE = contextvars.ContextVar("lljax_depthwise", default="platform")
+DEPTHWISE_MODES = ("platform", "taps", "generic")
 
 
 @contextlib.contextmanager
 def depthwise_lowering(mode):
   """How depthwise convolutions are traced inside the block (read while tracing, like ``autocast``).
 
-  ``"backend"`` (default): shifted taps (``depthwise_taps``) when the default backend is the CPU,
-  a grouped convolution otherwise: right for a program compiled here and now. ``"platform"``: both,
-  chosen by ``jax.lax.platform_dependent`` when the program is lowered, for serialized programs
-  that run on CPU, GPU and TPU alike (``jax.export``). ``"generic"``: always the grouped
-  convolution, for converters that translate the traced program op by op (ONNX, TF graphs).
+  ``"platform"`` (default): shifted taps (``depthwise_taps``) on the CPU, a grouped convolution on
+  GPU and TPU, chosen by ``jax.lax.platform_dependent`` when the program is lowered, i.e. by where
+  it will run, not by the process's default backend (a program lowered for several platforms, as
+  ``jax.export`` does, keeps both). ``"taps"``: always the taps; ``"generic"``: always the grouped
+  convolution, for converters that translate the traced program op by op (ONNX, TF graphs) and for
+  tests that run every branch on one machine.
   """
   if mode not in DEPTHWISE_MODES:
     raise ValueError(f"depthwise lowering {mode!r}: use one of {', '.join(DEPTHWISE_MODES)}")
@@ -35,7 +36,6 @@ def depthwise_lowering(mode):
     yield
   finally:
     _DEPTHWISE.reset(token)
-
 
 def _pair(v):
   return (v, v) if isinstance(v, int) else tuple(v)
@@ -92,10 +92,10 @@ class Conv2d(inits.ParamModule):
     mode = _DEPTHWISE.get()
     if not self.groups == in_ch == self.features > 1 or mode == "generic":
       y = grouped(x, kernel)
-    elif mode == "platform":
-      y = jax.lax.platform_dependent(x, kernel, cpu=taps, default=grouped)
+    elif mode == "taps":
+      y = taps(x, kernel)
     else:
-      y = taps(x, kernel) if jax.default_backend() == "cpu" else grouped(x, kernel)
+      y = jax.lax.platform_dependent(x, kernel, cpu=taps, default=grouped)
     if self.use_bias:
       bias_init = self.bias_init or inits.torch_default_bias(inits.fan_in(kshape))
       y = y + self.param("bias", bias_init, (self.features,)).astype(dtype)

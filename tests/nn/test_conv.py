@@ -94,18 +94,34 @@ def test_bad_groups_and_padding_mode():
 
 
 @pytest.mark.parametrize("mode", ["platform", "generic"])
-def test_depthwise_lowering_for_exports_is_not_baked_for_the_cpu(mode):
-  """An export lowered here for GPU must get the grouped convolution, not the CPU's taps; the
-  CPU lowering of "platform" keeps the taps. Values are the same in every mode."""
+def test_depthwise_lowering_follows_the_platform_lowered_for(mode):
+  """A program lowered here for GPU gets the grouped convolution, not the CPU's taps, whatever the
+  process's default backend; "platform" keeps the taps for the CPU. Values are the same."""
   conv = Conv2d(4, 3, groups=4)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 6, 7, 4)), jnp.float32)
   params = conv.init(jax.random.key(0), x)
   with depthwise_lowering(mode):
     exported = jax.export.export(jax.jit(conv.apply), platforms=("cpu", "cuda"))(params, x)
     np.testing.assert_allclose(conv.apply(params, x), exported.call(params, x), atol=1e-6)
+    cuda_only = jax.export.export(jax.jit(conv.apply), platforms=("cuda",))(params, x).mlir_module()
   text = exported.mlir_module()
   assert "feature_group_count = 4" in text  # the grouped convolution is there for CUDA
   assert (text.count("stablehlo.multiply") >= 9) == (mode == "platform")  # and 3x3 taps for the CPU only then
-  with depthwise_lowering("backend"):  # lljax's own default on this CPU: taps only
-    baked = jax.export.export(jax.jit(conv.apply), platforms=("cpu", "cuda"))(params, x).mlir_module()
-  assert "feature_group_count = 4" not in baked
+  assert "feature_group_count = 4" in cuda_only and cuda_only.count("stablehlo.multiply") < 9
+  cpu_only = jax.jit(conv.apply).lower(params, x).as_text()  # lljax's default, compiled here: taps only
+  assert "feature_group_count = 4" not in cpu_only and cpu_only.count("stablehlo.multiply") >= 9
+
+
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 2)])
+def test_every_depthwise_branch_has_the_same_values_and_gradients(stride, dilation):
+  """The taps (the CPU's branch) and the grouped convolution (GPU/TPU's), both run here."""
+  conv = Conv2d(6, 3, stride=stride, dilation=dilation, padding=dilation, groups=6)
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 9, 8, 6)), jnp.float32)
+  params = conv.init(jax.random.key(1), x)
+  loss = lambda p, x: jnp.sum(jnp.sin(conv.apply(p, x)))
+  results = {}
+  for mode in ("taps", "generic"):
+    with depthwise_lowering(mode):
+      results[mode] = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, x)
+  for a, b in zip(jax.tree.leaves(results["taps"]), jax.tree.leaves(results["generic"])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -4,6 +4,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import types
 
 import flax
 import jax
@@ -185,11 +186,16 @@ def test_microbatched_step_on_4_devices_matches_the_whole_batch_on_1(embedded_da
 
 
 def test_backend_choices_follow_the_mesh_and_the_config():
+  """Whatever this process's default backend: the mesh's devices decide, the config overrides."""
   config = load_config(f"{CONFIG}:quick")
-  mesh = parallel.make_mesh(1)
-  assert steps.backend_choices(config, mesh) == ("tied", "unrolled")  # a CPU mesh
+  mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:1]), ("data",))
+  accelerator = types.SimpleNamespace(devices=np.array([types.SimpleNamespace(platform="gpu")]))
+  assert steps.backend_choices(config, mesh) == ("tied", "unrolled")
+  assert steps.backend_choices(config, accelerator) == ("checkpoint", "scan")
   override(config, remat_how="checkpoint", microbatch_loop="scan")
   assert steps.backend_choices(config, mesh) == ("checkpoint", "scan")
+  override(config, remat_how="tied", microbatch_loop="unrolled")
+  assert steps.backend_choices(config, accelerator) == ("tied", "unrolled")
   config.microbatch_loop = "sometimes"
   with pytest.raises(ValueError, match="microbatch_loop='sometimes'"):
     steps.backend_choices(config, mesh)
