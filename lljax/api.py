@@ -49,6 +49,7 @@ class Restorer:
     model_name: e.g. ``"llflow"``.
     config: model hyper-parameters (the kwargs of ``Model``).
     module: the Flax module. params: its parameters.
+    precision: the ``lljax.nn.precision`` setting its programs are traced with (see ``load``).
     compiled_shapes: ``(program, input shape, with prior map)`` of every enhance/prior program
       this restorer has run (one XLA compilation each).
     progress: None, or ``callable(program, shape, compiling, tile, tiles)`` called before each
@@ -57,15 +58,16 @@ class Restorer:
       and the prior), e.g. to show progress while a long call runs.
   """
 
-  def __init__(self, model_name, config, params):
+  def __init__(self, model_name, config, params, precision="highest"):
     self.model_name = model_name
+    self.precision = precision
     self.config = dict(config)
     self.family = models.get(model_name)
     self.module = self.family.Model(**self.config)
     self.params = params
     # Jitted programs are shared by every Restorer of the same architecture (params are arguments),
     # so evaluating several checkpoints in one process compiles each shape once.
-    self._programs = inference.programs(model_name, self.config)
+    self._programs = inference.programs(model_name, self.config, precision)
     self.compiled_shapes = set()  # (what, input shape) of every program compiled so far
     self.progress = None
 
@@ -235,10 +237,14 @@ def _abstract_params(family, config):
   return jax.eval_shape(lambda: module.init(jax.random.key(0), *family.init_inputs(module)))["params"]
 
 
-def load(directory, step=None):
+def load(directory, step=None, precision="highest"):
   """Loads a converted release or a training workdir (latest or given ``step``) as a Restorer,
-  on this process's first device whatever mesh or number of processes wrote it."""
+  on this process's first device whatever mesh or number of processes wrote it.
+
+  ``precision``: of the model's convolutions and matrix products (``lljax.nn.precision``):
+  "highest" (float32, reproduces the official outputs; default), "default" (the backend's: TF32
+  on recent NVIDIA GPUs, one bfloat16 pass on TPU) or "bfloat16" (bfloat16 compute)."""
   spec = checkpoint.read_model_spec(directory)
   family = models.get(spec["model"])
   params = checkpoint.load_params(directory, _abstract_params(family, spec["config"]), step)
-  return Restorer(spec["model"], spec["config"], params)
+  return Restorer(spec["model"], spec["config"], params, precision)

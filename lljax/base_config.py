@@ -48,6 +48,9 @@ def get_config():
   c.mesh = dict(data=-1, fsdp=False, fsdp_min_size=2**18)
   # "bfloat16": convs/matmuls in bf16 (like torch autocast), params, losses and log-dets f32.
   c.compute_dtype = "float32"
+  # Of float32 convs/matmuls (lljax.nn.precision): "highest" (full float32, as torch computes) or
+  # "default" (the backend's: TF32 on recent NVIDIA GPUs, one bf16 pass on TPU; float32 on CPU).
+  c.precision = "highest"
   # True: recompute each block's activations in the backward pass (less memory; +5-30 % FLOPs).
   # remat_how: "auto" (by the mesh's platform: "tied" on CPU, "checkpoint" elsewhere) or either.
   c.remat = False
@@ -56,6 +59,9 @@ def get_config():
   # microbatch_loop: "auto" (by the mesh's platform: "unrolled" on CPU, "scan" elsewhere) or either.
   c.microbatches = 1
   c.microbatch_loop = "auto"
+  # jax.transfer_guard of each step's call and batch: "disallow" (the tests') makes an implicit
+  # host<->device copy an error; deliberate ones (the batch, the metrics) are explicit.
+  c.transfer_guard = "allow"
   c.init_checkpoint = _optional(_STR)  # a converted or trained model directory to start from
   c.log_every = 50
   c.eval_every = 200

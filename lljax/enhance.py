@@ -35,6 +35,8 @@ import sys
 
 import numpy as np
 
+PRECISIONS = ("highest", "default", "bfloat16")  # lljax.nn.precision.SETTINGS, without importing jax
+
 ERROR_PREFIX = "lljax.enhance: error:"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N")
@@ -64,6 +66,8 @@ def parse_args(argv):
   p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
   p.add_argument("--force", action="store_true", help="allow --output to be an input folder")
   p.add_argument("--self_ensemble", action="store_true", help="average over 8 flips/transposes")
+  p.add_argument("--precision", choices=PRECISIONS, default="highest",
+                 help="convolution/matmul precision: highest (float32, reproduces the official outputs; default), default (the backend's: TF32/bf16 passes on GPU/TPU, faster) or bfloat16")
   p.add_argument("--max_megapixels", type=float, default=None,
                  help="larger images are processed in tiles (default: the model's, 1.0; INFWIDE 4.0)")
   p.add_argument("--tile", type=int, default=TILE, help=f"tile side in pixels (default {TILE})")
@@ -246,7 +250,7 @@ def run(args, out=None, err=None):
       skipped.append(target)
     else:
       todo.append((source, target))
-  restorer = lljax.load(args.model, step=args.step) if todo else None
+  restorer = lljax.load(args.model, step=args.step, precision=args.precision) if todo else None
   progress = Progress(len(todo), every_seconds=5, stream=out, unit="image") if todo else None
   for i, (source, target) in enumerate(todo, start=1):
     try:

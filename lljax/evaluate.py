@@ -38,6 +38,8 @@ import numpy as np
 
 from lljax.utils.kernels import is_kernel_file
 
+PRECISIONS = ("highest", "default", "bfloat16")  # lljax.nn.precision.SETTINGS, without importing jax
+
 ERROR_PREFIX = "lljax.evaluate: error:"
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _RESULT_FILES = ("metrics.json", "metrics.csv", "grid.png")
@@ -61,6 +63,8 @@ def parse_args(argv):
   p.add_argument("--grid", type=int, default=4, help="worst and best images in grid.png (0: no grid)")
   p.add_argument("--no_lpips", action="store_true", help="skip LPIPS (faster)")
   p.add_argument("--force", action="store_true", help="replace results already in --output")
+  p.add_argument("--precision", choices=PRECISIONS, default="highest",
+                 help="convolution/matmul precision: highest (float32, reproduces the official outputs; default), default (the backend's: TF32/bf16 passes on GPU/TPU, faster) or bfloat16")
   p.add_argument("--saturation", type=float, default=0.0,
                  help="INFWIDE: saturate the input as its data loader, clip(s*x, 0, 1)/s (NightShot: 1.2)")
   args = p.parse_args(argv)
@@ -276,7 +280,7 @@ def evaluate(args, out=None):
     raise ValueError("no images to evaluate")
   if not needs_kernel:
     pairs = ((*pair, None) for pair in pairs)
-  restorer = lljax.load(args.model, step=args.step)
+  restorer = lljax.load(args.model, step=args.step, precision=args.precision)
   output.mkdir(parents=True, exist_ok=True)
   if args.save_images:
     for p in protocols:

@@ -16,6 +16,7 @@ import numpy as np
 
 from lljax import models
 from lljax.losses import nll_bits_per_pixel
+from lljax.nn import precision
 from lljax.utils.images import to_uint8
 
 
@@ -29,18 +30,27 @@ class Programs:
   prior: Optional[Callable]
 
 
-def programs(model_name, config):
-  """The ``Programs`` of ``models.get(model_name).Model(**config)``, built once per process."""
-  return _programs(model_name, json.dumps(config, sort_keys=True, default=repr))
+def programs(model_name, config, precision_setting="highest"):
+  """The ``Programs`` of ``models.get(model_name).Model(**config)`` traced under the
+  ``lljax.nn.precision.policy`` ``precision_setting``, built once per process."""
+  return _programs(model_name, json.dumps(config, sort_keys=True, default=repr), precision_setting)
 
 
 @functools.lru_cache(maxsize=16)
-def _programs(model_name, config_json):
+def _programs(model_name, config_json, precision_setting):
   module = models.get(model_name).Model(**json.loads(config_json))
+  precision.checked(precision_setting)
+
+  def traced(fn):
+    def run(*args):
+      with precision.policy(precision_setting):
+        return fn(*args)
+    return jax.jit(run)
 
   def enhance(params, inputs, temperature, rng, prior_map=None):
     extra = {} if prior_map is None else {"prior_map": prior_map}
-    return module.apply({"params": params}, inputs, temperature, rng, method=module.enhance, **extra)
+    out = module.apply({"params": params}, inputs, temperature, rng, method=module.enhance, **extra)
+    return out.astype(jnp.float32)  # bfloat16 compute still returns float32 images
 
   def encode(params, inputs, normal):
     out = module.apply({"params": params}, inputs, normal, method=module.encode)
@@ -48,9 +58,9 @@ def _programs(model_name, config_json):
     return {**out, "nll": nll_bits_per_pixel(out["z"], out["logdet"], out["prior_mean"], pixels)}
 
   def prior(params, inputs):
-    return module.apply({"params": params}, inputs, method=module.prior_map)
+    return module.apply({"params": params}, inputs, method=module.prior_map).astype(jnp.float32)
 
-  return Programs(jax.jit(enhance), jax.jit(encode), jax.jit(prior) if hasattr(module, "prior_map") else None)
+  return Programs(traced(enhance), traced(encode), traced(prior) if hasattr(module, "prior_map") else None)
 
 
 def pad_to_multiple(x, multiple):

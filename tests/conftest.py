@@ -1,4 +1,5 @@
-"""Test configuration: 8 fake CPU devices (sharding tests), highest matmul precision (parity)."""
+"""Test configuration: 8 fake CPU devices (sharding tests), a shared compilation cache. No global
+matmul precision: lljax's layers carry their own (``lljax.nn.precision``)."""
 
 import os
 import tempfile
@@ -8,7 +9,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import jax  # noqa: E402  pylint: disable=wrong-import-position
 
-jax.config.update("jax_default_matmul_precision", "highest")
 # Trainer tests compile the same steps several times (fresh run, resume, CLI); share the work.
 jax.config.update("jax_compilation_cache_dir",
                   os.environ.get("LLJAX_TEST_COMPILATION_CACHE",

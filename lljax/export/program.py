@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lljax import checkpoint, models
+from lljax.nn import precision
 from lljax.nn.conv import depthwise_lowering
-from lljax.nn.precision import autocast
 
 OUTPUT_NAME = "enhanced"
 # jax.export's names for the symbolic sizes: batch, and height/width in units of PAD_MULTIPLE.
@@ -76,7 +76,7 @@ class Program:
   def apply(self, params, *arrays):
     """The enhance output (B, H, W, 3) of the inputs named by ``names``, in that order."""
     inputs = dict(zip(self.names, arrays))
-    with autocast(None):
+    with precision.autocast(None):
       return self.module.apply({"params": params}, inputs, method=self.module.enhance)
 
   def specs(self):
@@ -103,7 +103,7 @@ class Program:
     Raises SymbolicSizeError when height/width are symbolic and the model does not trace so.
     """
     try:
-      with depthwise_lowering(depthwise), jax.default_matmul_precision("highest"):
+      with depthwise_lowering(depthwise), precision.policy("highest"):
         closed = jax.make_jaxpr(self.apply)(self.params, *self.specs())
     except Exception as e:  # pylint: disable=broad-except  (shape polymorphism fails in many ways)
       if self.size is None:

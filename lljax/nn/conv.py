@@ -87,7 +87,8 @@ class Conv2d(inits.ParamModule):
     x, kernel = x.astype(dtype), kernel.astype(dtype)
     grouped = lambda x, kernel: jax.lax.conv_general_dilated(
         x, kernel, window_strides=_pair(self.stride), padding=pads, rhs_dilation=_pair(self.dilation),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups)
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups,
+        precision=precision.dot_precision())
     taps = lambda x, kernel: depthwise_taps(x, kernel, pads, _pair(self.stride), _pair(self.dilation))
     mode = _DEPTHWISE.get()
     if not self.groups == in_ch == self.features > 1 or mode == "generic":
@@ -171,7 +172,8 @@ class ConvTranspose2d(inits.ParamModule):
     dtype = precision.compute_dtype(x)
     y = jax.lax.conv_general_dilated(
         x.astype(dtype), jnp.flip(kernel, (0, 1)).astype(dtype), window_strides=(1, 1), padding=pads,
-        lhs_dilation=_pair(self.stride), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        lhs_dilation=_pair(self.stride), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=precision.dot_precision())
     if self.use_bias:
       y = y + self.param("bias", self.bias_init or default, (self.features,)).astype(dtype)
     return y

@@ -28,7 +28,7 @@ class Dense(inits.ParamModule):
     shape = (x.shape[-1], self.features)
     kernel = self.param("kernel", self.kernel_init or inits.torch_default_kernel, shape)
     dtype = precision.compute_dtype(x)
-    y = jnp.matmul(x.astype(dtype), kernel.astype(dtype))
+    y = jnp.matmul(x.astype(dtype), kernel.astype(dtype), precision=precision.dot_precision())
     if self.use_bias:
       bias_init = self.bias_init or inits.torch_default_bias(inits.fan_in(shape))
       y = y + self.param("bias", bias_init, (self.features,)).astype(dtype)

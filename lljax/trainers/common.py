@@ -328,7 +328,8 @@ def train_loop(config, total, start_step, state, step_fn, next_batch, evaluate, 
   progress = Progress(total, start_step=start_step, stream=None if lead else open(os.devnull, "w"))
   reporter = Reporter(writer, progress, log, config.batch_size, last_saved=start_step or None)
   for step in range(start_step, total):
-    state, metrics = step_fn(state, next_batch(step))
+    with jax.transfer_guard(config.transfer_guard):  # "disallow": no hidden host round-trips
+      state, metrics = step_fn(state, next_batch(step))
     reporter.push(step, metrics)
     if save_now(step) or eval_now(step):
       reporter.flush()

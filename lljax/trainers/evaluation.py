@@ -35,7 +35,7 @@ class Evaluator:
   def __init__(self, config, family, model_kwargs, workdir, writer, examples, model_inputs):
     self.config, self.family, self.workdir, self.writer = config, family, workdir, writer
     self.examples, self.model_inputs = examples, model_inputs
-    self.programs = inference.programs(config.model.name, model_kwargs)
+    self.programs = inference.programs(config.model.name, model_kwargs, config.precision)
     self.protocols = [protocols_lib.get(spec) for spec in config.eval_protocols]
 
   def __call__(self, params, step):

@@ -45,14 +45,18 @@ def backend_choices(config, mesh):
 
 
 @contextlib.contextmanager
-def compute_context(compute_dtype="float32", remat=False, remat_how="checkpoint", loop="scan"):
-  """Wraps a step's traced body: conv/matmul dtype (``lljax.nn.precision.autocast``), block
+def compute_context(compute_dtype="float32", remat=False, remat_how="checkpoint", loop="scan",
+                    precision_setting="highest"):
+  """Wraps a step's traced body: conv/matmul precision and dtype (``lljax.nn.precision``), block
   rematerialisation (``lljax.nn.remat``) and the loop of ``accumulate_gradients``."""
   if loop not in LOOPS[1:]:
     raise ValueError(f"microbatch loop {loop!r}; use 'scan' or 'unrolled'")
+  if precision_setting not in ("highest", "default"):
+    raise ValueError(f"config.precision={precision_setting!r}: use 'highest' or 'default' "
+                     "(bfloat16 compute is config.compute_dtype='bfloat16')")
   token = _LOOP.set(loop)
   try:
-    with precision.autocast(compute_dtype), rematerialize(remat, remat_how):
+    with precision.policy(precision_setting), precision.autocast(compute_dtype), rematerialize(remat, remat_how):
       yield
   finally:
     _LOOP.reset(token)
@@ -70,7 +74,7 @@ def make_train_step(update, schedule, config, mesh, shardings, compiler_options=
 
   def step(state, batch):
     rng = jax.random.fold_in(jax.random.key(config.seed), state["step"])
-    with compute_context(config.compute_dtype, config.remat, remat_how, loop):
+    with compute_context(config.compute_dtype, config.remat, remat_how, loop, config.precision):
       new_state, metrics = update(state, batch, rng)
     new_state = {**new_state, "step": state["step"] + 1}
     return new_state, {**metrics, "lr": jnp.asarray(schedule(state["step"]), jnp.float32)}

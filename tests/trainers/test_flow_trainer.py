@@ -31,6 +31,7 @@ def tiny_config(data_dir, **overrides):
   c.batch_size, c.data.crop_size = 4, 32
   c.mesh.data = 1
   c.eval_limit, c.num_samples = 1, 1
+  c.transfer_guard = "disallow"  # steps make no implicit host<->device copies
   return override(c, **overrides)
 
 

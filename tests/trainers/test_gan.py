@@ -29,6 +29,7 @@ def tiny_config(data_dir, **overrides):
   c.batch_size, c.data.crop_size, c.data.resize_short = 2, 32, 48
   c.mesh.data = 2  # the batch is split over two (fake CPU) devices
   c.eval_limit, c.num_samples = 1, 1
+  c.transfer_guard = "disallow"  # steps make no implicit host<->device copies
   return override(c, **overrides)
 
 

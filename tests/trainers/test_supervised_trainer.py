@@ -94,6 +94,7 @@ def _tiny_config(**overrides):
   """configs/infwide.py:quick with the tiny model lighter still (fewer ops to compile)."""
   c = load_config(f"{CONFIG}:quick")
   c.model.kwargs = dict(fsr_resblocks=0, xrf_resblocks=0)
+  c.transfer_guard = "disallow"  # steps make no implicit host<->device copies
   return override(c, **overrides)
 
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from lljax.nn import Conv2d, ConvTranspose2d, PReLU, adaptive_avg_pool2d, resize_bilinear, resize_bilinear_dense
 from lljax.nn import init as inits
+from lljax.nn import precision
 from lljax.nn.buffers import buffer
 from lljax.nn.padding import pad2d
 
@@ -40,7 +41,8 @@ class BlurPool(inits.ParamModule):
     kernel = buffer(self, "filt", BinomialFilter(), (3, 3, 1, c))
     x = pad2d(x, 1, "reflect")
     return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (2, 2), "VALID",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c,
+                                        precision=precision.dot_precision())
 
 
 def _conv(features, k, name, bias=True):

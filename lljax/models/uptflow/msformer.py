@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from lljax.nn import (ECA, Conv2d, Dense, LayerNorm, ParamModule, gelu, pixel_shuffle, pixel_unshuffle,
                       relative_position_index, shift_attention_mask, window_merge, window_partition)
 from lljax.nn import init as inits
+from lljax.nn import precision
 from lljax.nn.remat import remat_block
 
 DROPPATH = "droppath"
@@ -85,8 +86,8 @@ class MDTA(ParamModule):
     heads = lambda t: t.reshape(b, h * w, self.num_heads, c // self.num_heads).transpose(0, 2, 3, 1)
     q, k, v = (heads(t) for t in jnp.split(qkv, 3, axis=-1))
     q, k = _l2_normalize(q), _l2_normalize(k)
-    attn = jnp.einsum("bnds,bnes->bnde", q, k) * temperature[:, None, None]
-    out = jnp.einsum("bnde,bnes->bnds", jax.nn.softmax(attn, axis=-1), v)
+    attn = jnp.einsum("bnds,bnes->bnde", q, k, precision=precision.dot_precision()) * temperature[:, None, None]
+    out = jnp.einsum("bnde,bnes->bnds", jax.nn.softmax(attn, axis=-1), v, precision=precision.dot_precision())
     out = out.transpose(0, 3, 1, 2).reshape(b, h, w, c)
     return Conv2d(c, 1, use_bias=False, name="project_out")(out)
 
@@ -150,12 +151,12 @@ class WindowAttention(ParamModule):
     q = project("to_q", map_windows) * (c // heads) ** -0.5
     k = project("to_k", map_windows)
     v = project("to_v", x_windows)
-    attn = jnp.einsum("bwhnd,bwhmd->bwhnm", q, k) * temperature[:, None, None]
+    attn = jnp.einsum("bwhnd,bwhmd->bwhnm", q, k, precision=precision.dot_precision()) * temperature[:, None, None]
     bias = table[relative_position_index(ws).reshape(-1)].reshape(n, n, heads).transpose(2, 0, 1)
     attn = attn + bias
     if mask is not None:
       attn = attn + mask[:, None]
-    out = jnp.einsum("bwhnm,bwhmd->bwhnd", jax.nn.softmax(attn, axis=-1), v)
+    out = jnp.einsum("bwhnm,bwhmd->bwhnd", jax.nn.softmax(attn, axis=-1), v, precision=precision.dot_precision())
     out = out.transpose(0, 1, 3, 2, 4).reshape(b, n_win, ws, ws, c)
     return Dense(c, kernel_init=inits.normal(0.02), bias_init=inits.zeros, name="proj")(out)
 
