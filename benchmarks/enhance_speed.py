@@ -48,13 +48,15 @@ def _parse(case):
   return model, variant, h, w
 
 
-def run_case(case, repeats):
+def run_case(case, repeats, defaults=None):
+  """One case in this process; ``defaults``: ``enhance_image``'s tiling options (DEFAULTS)."""
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   from lljax import api, models  # pylint: disable=import-outside-toplevel
   from lljax.nn import init_variables  # pylint: disable=import-outside-toplevel
 
+  defaults = defaults or DEFAULTS
   name, variant, h, w = _parse(case)
   family = models.get(name)
   config = dict(family.VARIANTS[variant])
@@ -64,14 +66,14 @@ def run_case(case, repeats):
   temp, gflop, calls = {}, {}, collections.Counter()
   run_enhance = restorer._run_enhance  # pylint: disable=protected-access
 
-  def measured(inputs, temperature, rng, prior_map=None):  # XLA's scratch size and FLOPs per program
+  def measured(inputs, temperature, rng, prior_map=None, *tile_of_tiles):  # XLA's scratch size and FLOPs per program
     key = (inputs["low"].shape, prior_map is not None)
     if key not in temp:
-      lowered = restorer._enhance.lower(restorer.params, inputs, np.float32(temperature), rng, prior_map)  # pylint: disable=protected-access
-      compiled = lowered.compile()
+      program = restorer._programs.enhance  # pylint: disable=protected-access
+      compiled = program.lower(restorer.params, inputs, np.float32(temperature), rng, prior_map).compile()
       temp[key], gflop[key] = compiled.memory_analysis().temp_size_in_bytes, harness.gflop(compiled)
     calls[key] += 1
-    return run_enhance(inputs, temperature, rng, prior_map)
+    return run_enhance(inputs, temperature, rng, prior_map, *tile_of_tiles)
 
   restorer._run_enhance = measured  # pylint: disable=protected-access
   image = np.random.default_rng(0).random((h, w, 3), dtype=np.float32) * 0.2
@@ -80,18 +82,18 @@ def run_case(case, repeats):
     from lljax.imaging import motion  # pylint: disable=import-outside-toplevel
     kernel = motion.motion_kernel(0)[0]
   t0 = time.perf_counter()
-  restorer.enhance_image(image, kernel, **DEFAULTS)
+  restorer.enhance_image(image, kernel, **defaults)
   first = time.perf_counter() - t0
   gflop_per_image = sum(gflop[key] * n for key, n in calls.items())
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()
-    restorer.enhance_image(image, kernel, **DEFAULTS)
+    restorer.enhance_image(image, kernel, **defaults)
     times.append(time.perf_counter() - t0)
   median = statistics.median(times) if times else first
   return {"case": case, "first_s": first, "median_s": median, "images_per_s": 1.0 / median, "times": times,
           "gflop": gflop_per_image, "gflops_per_s": gflop_per_image / median,
-          "tiled": h * w > DEFAULTS["max_pixels"], "programs": len(restorer.compiled_shapes),
+          "tiled": h * w > defaults["max_pixels"], "programs": len(restorer.compiled_shapes),
           "xla_temp_gib": max(temp.values()) / 2**30,
           "peak_rss_gib": harness.peak_rss_gib(),
           "device": str(jax.devices()[0].device_kind)}
