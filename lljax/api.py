@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lljax import checkpoint, inference, models, tiling
+from lljax.imaging import exposure as exposure_lib
 from lljax.inference import pad_to_multiple  # noqa: F401  (public: lljax.api.pad_to_multiple)
 from lljax.utils.images import to_uint8
 from lljax.utils.kernels import check_kernels
@@ -120,7 +121,7 @@ class Restorer:
 
   def enhance_image(self, image, kernel=None, *, max_pixels=None, tile=512, overlap=128, bucket=None,
                     self_ensemble=False, prior="global", prior_pixels=None, temperature=0.0, seed=0,
-                    clip=True):
+                    clip=True, exposure=None):
     """Enhances one photo of any size: HWC (or 1HWC) float in [0, 1] -> HWC float32.
 
     Args:
@@ -137,7 +138,11 @@ class Restorer:
         or "tile" (each tile's own).
       temperature, seed: flow sampling (tile ``i`` uses ``fold_in(key(seed), i)``).
       clip: clip to [0, 1] (False: the raw output, averaged before clipping).
+      exposure: None (the model's output), "auto" or a target mean brightness in (0, 1): the
+        clipped output's mean grey level is moved there in linear light, highlights rolled off
+        smoothly (``lljax.imaging.exposure``); the result is in [0, 1] whatever ``clip``.
     """
+    target = exposure_lib.target_of(exposure)  # a bad value fails before the model runs
     image = _as_images(image)
     if image.shape[0] != 1:
       raise ValueError(f"enhance_image takes one image, got a batch of {image.shape[0]}")
@@ -153,6 +158,8 @@ class Restorer:
       out = out / np.float32(len(tiling.TRANSFORMS))
     else:
       out = run(image[0])
+    if target is not None:
+      return exposure_lib.adjust_exposure(np.clip(out, 0.0, 1.0), target)
     return np.clip(out, 0.0, 1.0) if clip else out
 
   def _host_inputs(self, image):

@@ -77,6 +77,9 @@ def parse_args(argv):
   p.add_argument("--prior", choices=("global", "tile"), default="global",
                  help="flows, tiled images: prior from the downscaled whole image or per tile")
   p.add_argument("--temperature", type=float, default=0.0, help="flows: sampling temperature (default 0)")
+  p.add_argument("--exposure", default=None,
+                 help="'auto' (mean brightness 0.43) or a target mean brightness in (0, 1) for each output; "
+                      "default: the model's own")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--jpeg_quality", type=int, default=95)
   p.add_argument("--kernel", default=None,
@@ -239,6 +242,11 @@ def run(args, out=None, err=None):
   needs_kernel = bool(getattr(family, "NEEDS_KERNEL", False))
   if args.kernel and not needs_kernel:
     raise UsageError(f"--kernel: {args.model} is not a deblurring model that takes kernels")
+  from lljax.imaging.exposure import target_of  # pylint: disable=import-outside-toplevel
+  try:
+    target_of(args.exposure)
+  except ValueError as e:
+    raise UsageError(f"--exposure: {e}") from None
   jobs = plan(args)
   protect = [str(source) for source, _ in jobs]
   failed, skipped, todo, done = [], [], [], 0
@@ -259,7 +267,7 @@ def run(args, out=None, err=None):
       enhanced = restorer.enhance_image(
           to_float01(rgb), kernel, max_pixels=max_pixels(family, args.max_megapixels), tile=args.tile,
           overlap=args.overlap, bucket=args.bucket, self_ensemble=args.self_ensemble,
-          prior=args.prior, temperature=args.temperature, seed=args.seed)
+          prior=args.prior, temperature=args.temperature, seed=args.seed, exposure=args.exposure)
       note = write(target, to_output(enhanced, info, args.bit_depth), args, protect)
       if note:
         print(f"lljax.enhance: {source}: {note}", file=err)

@@ -210,3 +210,24 @@ def test_output_inside_a_recursive_input_is_not_rescanned(photos):
   assert names == ["a.png", "b16.png", "broken.png", "gray.png", "rgba.png", "rot.jpg", "sub/c.png"]
   flat = sorted(rel.as_posix() for _, rel in enhance.collect_inputs([str(photos)])[0])
   assert flat == ["a.png", "b16.png", "broken.png", "gray.png", "rgba.png", "rot.jpg"]  # notes.txt ignored
+
+
+def test_exposure_is_applied_to_the_output_and_checked_first(restorer, llflow_small_dir, photos, tmp_path, capsys):
+  """enhance_image(exposure=) and --exposure: the clipped output through
+  ``lljax.imaging.exposure.adjust_exposure`` (its targets: tests/imaging); the default keeps the
+  model's output; a bad value stops before anything is written."""
+  from lljax.imaging import exposure  # pylint: disable=import-outside-toplevel
+
+  low = read_image(photos / "a.png")[0].astype(np.float32) / 255
+  plain = restorer.enhance_image(low)
+  np.testing.assert_array_equal(restorer.enhance_image(low, exposure=None), plain)
+  for target in (0.3, "auto"):
+    np.testing.assert_array_equal(restorer.enhance_image(low, exposure=target), exposure.adjust_exposure(plain, target))
+  with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+    restorer.enhance_image(low, exposure=1.5)
+  code, _, stderr = _run(capsys, "--model", llflow_small_dir, photos / "a.png", "--output", tmp_path / "o",
+                         "--exposure", "bright")
+  assert code == 2 and "--exposure" in stderr and not (tmp_path / "o").exists()
+  code, _, _ = _run(capsys, "--model", llflow_small_dir, photos / "a.png", "--output", tmp_path / "o",
+                    "--exposure", "0.3")
+  assert code == 0 and abs(exposure.brightness(read_image(tmp_path / "o" / "a.png")[0] / 255) - 0.3) < 1 / 255
