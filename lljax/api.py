@@ -88,6 +88,11 @@ class Restorer:
     return inference.model_inputs(self.family, low)
 
   @property
+  def has_prior_map(self):
+    """Whether the model decodes from a prior map a tiled photo can take from the whole image."""
+    return self._programs.prior is not None
+
+  @property
   def needs_kernel(self):
     """Whether the model is a non-blind deblurrer that takes a blur kernel per image (INFWIDE)."""
     return bool(getattr(self.family, "NEEDS_KERNEL", False))
@@ -120,7 +125,7 @@ class Restorer:
     return np.clip(out, 0.0, 1.0) if clip else out
 
   def enhance_image(self, image, kernel=None, *, max_pixels=None, tile=512, overlap=128, bucket=None,
-                    self_ensemble=False, prior="global", prior_pixels=None, temperature=0.0, seed=0,
+                    self_ensemble=False, prior=None, prior_pixels=None, temperature=0.0, seed=0,
                     clip=True, exposure=None):
     """Enhances one photo of any size: HWC (or 1HWC) float in [0, 1] -> HWC float32.
 
@@ -133,9 +138,10 @@ class Restorer:
         to the model's multiple; None: the model's multiple) and the output cropped back; a larger
         bucket means fewer distinct shapes to compile, at the price of a wider mirrored margin.
       self_ensemble: average the outputs over the 8 flips/transposes (x8 compute).
-      prior: flows with a learned prior, tiled images only: "global" (from the whole image,
-        downscaled by an integer box factor to at most ``prior_pixels``, default ``max_pixels``)
-        or "tile" (each tile's own).
+      prior: models with a prior map (``has_prior_map``: LLFlow's and SSFlow's colour map),
+        tiled images: "global" (from the whole image, downscaled by an integer box factor to at
+        most ``prior_pixels``, default ``max_pixels``) or "tile" (each tile's own); None: "global"
+        where the model has one. Naming either for a model without a prior map is an error.
       temperature, seed: flow sampling (tile ``i`` uses ``fold_in(key(seed), i)``).
       clip: clip to [0, 1] (False: the raw output, averaged before clipping).
       exposure: None (the model's output), "auto" or a target mean brightness in (0, 1): the
@@ -146,8 +152,12 @@ class Restorer:
     image = _as_images(image)
     if image.shape[0] != 1:
       raise ValueError(f"enhance_image takes one image, got a batch of {image.shape[0]}")
-    if prior not in ("global", "tile"):
+    if prior not in (None, "global", "tile"):
       raise ValueError(f"prior must be 'global' or 'tile', got {prior!r}")
+    if prior is not None and not self.has_prior_map:
+      raise ValueError(f"prior={prior!r}: {self.model_name} has no prior map to take from the whole image or "
+                       "from each tile (LLFlow and SSFlow have); leave it unset")
+    prior = prior or "global"
     if self.needs_kernel or kernel is not None:
       kernel = self._kernel_inputs(None if kernel is None else np.asarray(kernel)[None], 1)["kernel"][0]
     extra = lambda t: {} if kernel is None else {"kernel": tiling.transform(kernel, t)[None]}

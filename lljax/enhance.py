@@ -9,9 +9,10 @@ written to ``--output`` under its own name (relative path for folder inputs) as 
 to a shape bucket (``--bucket``, so a folder of mixed sizes compiles a handful of programs) and
 cropped back; images above ``--max_megapixels`` (default: the model's, 1.0 for most) are
 processed in overlapping tiles with blended seams, so memory stays bounded (a 24-megapixel photo
-runs on a laptop). For flows with a learned prior (LLFlow's colour map) the prior of a tiled image comes from one pass over a downscaled copy
-of the whole photo (``--prior global``, the default; ``--prior tile`` uses each tile's own), so
-all tiles decode from the same colour estimate; see ``lljax.api``.
+runs on a laptop). For the flows that decode from a prior map (LLFlow's and SSFlow's colour
+map) the map of a tiled image comes from one pass over a downscaled copy of the whole photo
+(``--prior global``, their default; ``--prior tile`` uses each tile's own), so all tiles decode
+from the same colour estimate; other models refuse ``--prior``. See ``lljax.api``.
 
 Files: 8/16-bit PNG, JPEG (EXIF orientation applied) and everything Pillow reads; grayscale
 inputs give grayscale outputs (ITU-R 601 luma of the enhanced RGB) and alpha channels are carried
@@ -74,8 +75,9 @@ def parse_args(argv):
   p.add_argument("--overlap", type=int, default=OVERLAP, help=f"tile overlap in pixels (default {OVERLAP})")
   p.add_argument("--bucket", type=int, default=32,
                  help="pad whole images to a multiple of this to share compiled shapes (default 32)")
-  p.add_argument("--prior", choices=("global", "tile"), default="global",
-                 help="flows, tiled images: prior from the downscaled whole image or per tile")
+  p.add_argument("--prior", choices=("global", "tile"), default=None,
+                 help="LLFlow and SSFlow, tiled images: prior map from the downscaled whole image "
+                      "(their default) or per tile; an error for other models")
   p.add_argument("--temperature", type=float, default=0.0, help="flows: sampling temperature (default 0)")
   p.add_argument("--exposure", default=None,
                  help="'auto' (mean brightness 0.43) or a target mean brightness in (0, 1) for each output; "
@@ -242,6 +244,9 @@ def run(args, out=None, err=None):
   needs_kernel = bool(getattr(family, "NEEDS_KERNEL", False))
   if args.kernel and not needs_kernel:
     raise UsageError(f"--kernel: {args.model} is not a deblurring model that takes kernels")
+  if args.prior and not hasattr(family.Model, "prior_map"):
+    raise UsageError(f"--prior: {args.model} has no prior map to take from the whole image or from each tile "
+                     "(LLFlow and SSFlow have)")
   from lljax.imaging.exposure import target_of  # pylint: disable=import-outside-toplevel
   try:
     target_of(args.exposure)

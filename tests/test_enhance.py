@@ -231,3 +231,22 @@ def test_exposure_is_applied_to_the_output_and_checked_first(restorer, llflow_sm
   code, _, _ = _run(capsys, "--model", llflow_small_dir, photos / "a.png", "--output", tmp_path / "o",
                     "--exposure", "0.3")
   assert code == 0 and abs(exposure.brightness(read_image(tmp_path / "o" / "a.png")[0] / 255) - 0.3) < 1 / 255
+
+
+def test_prior_is_honoured_or_refused(restorer, tmp_path, photos, capsys):
+  """LLFlow has a prior map ("global" by default); a model without one refuses the option
+  instead of ignoring it."""
+  assert restorer.has_prior_map
+  low = read_image(photos / "a.png")[0].astype(np.float32) / 255
+  np.testing.assert_array_equal(restorer.enhance_image(low, prior="global"), restorer.enhance_image(low))
+  from lljax import models  # pylint: disable=import-outside-toplevel
+  from lljax.api import Restorer  # pylint: disable=import-outside-toplevel
+  from lljax.nn import init_variables  # pylint: disable=import-outside-toplevel
+  family = models.get("devudp")
+  module = family.Model(**family.VARIANTS["tiny"])
+  gan = Restorer("devudp", family.VARIANTS["tiny"], init_variables(module, 0, *family.init_inputs(module))["params"])
+  assert not gan.has_prior_map
+  assert gan.enhance_image(low).shape == low.shape
+  for prior in ("global", "tile"):
+    with pytest.raises(ValueError, match=f"prior='{prior}': devudp has no prior map"):
+      gan.enhance_image(low, prior=prior)
