@@ -1,0 +1,92 @@
+"""Tiled against whole-image enhancement, per model: how far tiles change a photo that fits whole.
+
+  python benchmarks/tile_seams.py                       # the table in README.md ("Tiles")
+  python benchmarks/tile_seams.py --tile 128 --overlap 64
+
+Each model's converted small fixture (``tests/fixtures/<model>/small.pth``: the official small
+configuration with perturbed random weights, so magnitudes are indicative, not a trained model's)
+enhances the embedded test photos ``chelsea`` and ``coffee`` (darkened to 15 %, 256x384 crops)
+once whole and once in tiles (``enhance_image(max_pixels=1)``: always tiled, ``--tile`` side,
+``--overlap``, the enhance command's blending and, for LLFlow and SSFlow, the global prior map).
+INFWIDE gets a 9x9 motion kernel. Reported on the clipped outputs (what users see), [0, 1] scale: the max and mean absolute
+difference, and the seam step: the mean absolute jump across the tile borders' pixel pairs
+(tiled output) minus the same jump in the whole output, i.e. what the borders add.
+"""
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+MODELS = ("llflow", "uptflow", "ssflow", "devudp", "infwide")
+PHOTOS = ("chelsea", "coffee")
+
+
+def restorer_of(model):
+  """An lljax Restorer of ``model``'s converted small fixture."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from lljax import api, models  # pylint: disable=import-outside-toplevel
+  from lljax.convert import load_torch_params  # pylint: disable=import-outside-toplevel
+
+  config, params, _ = load_torch_params(model, FIXTURES / model / "small.pth")
+  module = models.get(model).Model(**config)
+  config = {f.name: getattr(module, f.name) for f in dataclasses.fields(module) if f.name not in ("parent", "name")}
+  return api.Restorer(model, config, params)
+
+
+def seam_step(image, rows, cols):
+  """Mean |difference| of the pixel pairs straddling the given rows and columns."""
+  jumps = [np.abs(image[r] - image[r - 1]).mean() for r in rows] + [np.abs(image[:, c] - image[:, c - 1]).mean()
+                                                                     for c in cols]
+  return float(np.mean(jumps)) if jumps else 0.0
+
+
+def measure(model, tile, overlap):
+  from lljax import tiling  # pylint: disable=import-outside-toplevel
+  from lljax.imaging import motion, photos  # pylint: disable=import-outside-toplevel
+
+  restorer = restorer_of(model)
+  kernel = motion.motion_kernel(0, size=9)[0] if restorer.needs_kernel else None
+  m = restorer.family.PAD_MULTIPLE
+  rows = []
+  for name in PHOTOS:
+    photo = photos.load_photo(name)[:256, :384].astype(np.float32) / 255 * 0.15
+    whole = restorer.enhance_image(photo, kernel)
+    tiled = restorer.enhance_image(photo, kernel, max_pixels=1, tile=tile, overlap=overlap)
+    diff = np.abs(tiled - whole)
+    h, w = photo.shape[:2]
+    th, tw, corners = tiling.tile_grid(tiling.round_up(h, m), tiling.round_up(w, m), tiling.round_up(tile, m),
+                                       tiling.round_up(overlap, m), m)
+    borders_y = sorted({y for y, _ in corners if y > 0} | {y + th for y, _ in corners if y + th < h})
+    borders_x = sorted({x for _, x in corners if x > 0} | {x + tw for _, x in corners if x + tw < w})
+    rows.append((diff.max(), diff.mean(), seam_step(tiled, borders_y, borders_x) - seam_step(whole, borders_y, borders_x),
+                 len(corners)))
+  return {"model": model, "max_abs": float(max(r[0] for r in rows)), "mean_abs": float(np.mean([r[1] for r in rows])),
+          "seam_step": float(np.mean([r[2] for r in rows])), "tiles": rows[0][3],
+          "prior": "global" if restorer.has_prior_map else "–"}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--models", nargs="*", default=list(MODELS))
+  parser.add_argument("--tile", type=int, default=128)
+  parser.add_argument("--overlap", type=int, default=32)
+  parser.add_argument("--json", action="store_true")
+  args = parser.parse_args(argv)
+  results = [measure(m, args.tile, args.overlap) for m in args.models]
+  if args.json:
+    for r in results:
+      print(json.dumps(r))
+    return
+  print(f"tile {args.tile}, overlap {args.overlap}, 256x384 photos ({', '.join(PHOTOS)})")
+  print("| model | tiles | prior | max abs | mean abs | seam step |")
+  print("|---|---|---|---|---|---|")
+  for r in results:
+    print(f"| {r['model']} | {r['tiles']} | {r['prior']} | {r['max_abs']:.1e} | {r['mean_abs']:.1e} | {r['seam_step']:+.1e} |")
+
+
+if __name__ == "__main__":
+  main()
