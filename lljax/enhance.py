@@ -37,6 +37,8 @@ import sys
 import numpy as np
 
 PRECISIONS = ("highest", "default", "bfloat16")  # lljax.nn.precision.SETTINGS, without importing jax
+PRECISION_HELP = ("convolution/matmul precision: highest (float32, reproduces the official outputs; default), "
+                  "default (the backend's: TF32 or bfloat16 passes on GPU/TPU, faster) or bfloat16")
 
 ERROR_PREFIX = "lljax.enhance: error:"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -68,7 +70,7 @@ def parse_args(argv):
   p.add_argument("--force", action="store_true", help="allow --output to be an input folder")
   p.add_argument("--self_ensemble", action="store_true", help="average over 8 flips/transposes")
   p.add_argument("--precision", choices=PRECISIONS, default="highest",
-                 help="convolution/matmul precision: highest (float32, reproduces the official outputs; default), default (the backend's: TF32/bf16 passes on GPU/TPU, faster) or bfloat16")
+                 help=PRECISION_HELP)
   p.add_argument("--max_megapixels", type=float, default=None,
                  help="larger images are processed in tiles (default: the model's, 1.0; INFWIDE 4.0)")
   p.add_argument("--tile", type=int, default=TILE, help=f"tile side in pixels (default {TILE})")

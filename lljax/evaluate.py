@@ -36,9 +36,8 @@ import time
 
 import numpy as np
 
+from lljax.enhance import PRECISION_HELP, PRECISIONS
 from lljax.utils.kernels import is_kernel_file
-
-PRECISIONS = ("highest", "default", "bfloat16")  # lljax.nn.precision.SETTINGS, without importing jax
 
 ERROR_PREFIX = "lljax.evaluate: error:"
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -64,7 +63,7 @@ def parse_args(argv):
   p.add_argument("--no_lpips", action="store_true", help="skip LPIPS (faster)")
   p.add_argument("--force", action="store_true", help="replace results already in --output")
   p.add_argument("--precision", choices=PRECISIONS, default="highest",
-                 help="convolution/matmul precision: highest (float32, reproduces the official outputs; default), default (the backend's: TF32/bf16 passes on GPU/TPU, faster) or bfloat16")
+                 help=PRECISION_HELP)
   p.add_argument("--saturation", type=float, default=0.0,
                  help="INFWIDE: saturate the input as its data loader, clip(s*x, 0, 1)/s (NightShot: 1.2)")
   args = p.parse_args(argv)

@@ -8,10 +8,9 @@ target brightness instead, which a user picks (or ``"auto"``), without a ground 
   (OpenCV's ``RGB2GRAY``, as that protocol code measures it), in [0, 1];
 * the gain is applied in linear light (sRGB decoded), so colours keep their ratios, and values
   above a knee (0.8 in linear light) roll off smoothly towards 1 instead of clipping: the curve
-  is continuous with slope 1 at the knee and never reaches 1, so highlights keep their detail;
-* the gain is found by bisection, on the histogram of the image's 16-bit levels, so the
-  result's brightness is within 1/1000 of the target
-  (targets a photo cannot reach, e.g. 1.0, end at the gain limit, 256x).
+  is continuous with slope 1 at the knee and approaches 1 without a cut, so highlights keep detail;
+* the gain is found by bisection on the histogram of the image's 16-bit levels (the tests:
+  within 1/255 of the target; targets a photo cannot reach end at the gain limit, 256x).
 
 ``AUTO_TARGET`` (0.43) is the median mean grey level of the five daylight photos of lljax's
 embedded default data (astronaut 0.453, chelsea 0.468, coffee 0.406, motorcycle 0.426 and 0.414).

@@ -37,6 +37,7 @@ def depthwise_lowering(mode):
   finally:
     _DEPTHWISE.reset(token)
 
+
 def _pair(v):
   return (v, v) if isinstance(v, int) else tuple(v)
 
