@@ -250,3 +250,8 @@ def test_prior_is_honoured_or_refused(restorer, tmp_path, photos, capsys):
   for prior in ("global", "tile"):
     with pytest.raises(ValueError, match=f"prior='{prior}': devudp has no prior map"):
       gan.enhance_image(low, prior=prior)
+  from lljax import checkpoint  # pylint: disable=import-outside-toplevel
+  checkpoint.export_model(tmp_path / "gan", "devudp", gan.config, gan.params)
+  code, _, stderr = _run(capsys, "--model", tmp_path / "gan", photos / "a.png", "--output", tmp_path / "o",
+                         "--prior", "global")
+  assert code == 2 and "--prior" in stderr and "no prior map" in stderr and not (tmp_path / "o").exists()
