@@ -21,6 +21,10 @@ folder unless ``--force``, existing outputs are skipped unless ``--overwrite``, 
 unreadable files are reported and skipped, and the exit status is then 1 (2 for usage errors).
 ``--self_ensemble`` averages the 8 flips/transposes (8x slower).
 
+Videos (.mp4 .mov .avi .mkv inputs; folders or globs of frames with ``--video``) are enhanced by
+``lljax.video`` into one video each, with the same frame rate, size and frame count, the global
+prior and statistics smoothed over ``--window`` frames and restarted at scene cuts.
+
 Non-blind deblurring models (INFWIDE) need each photo's blur kernel: ``photo_kernel.png`` (8/16-bit
 grayscale) or ``photo_kernel.npy`` (2-D float) next to ``photo.jpg``, or one ``--kernel FILE`` for
 all inputs; any odd or even size up to the model's support (37x37), normalised to unit sum. Folder
@@ -35,6 +39,8 @@ import pathlib
 import sys
 
 import numpy as np
+
+from lljax import video
 
 PRECISIONS = ("highest", "default", "bfloat16")  # lljax.nn.precision.SETTINGS, without importing jax
 PRECISION_HELP = ("convolution/matmul precision: highest (float32, reproduces the official outputs; default), "
@@ -58,7 +64,7 @@ class UsageError(ValueError):
 
 def parse_args(argv):
   p = argparse.ArgumentParser(prog="python -m lljax.enhance", description=__doc__.split("\n\n")[0])
-  p.add_argument("inputs", nargs="+", help="image files, folders or globs")
+  p.add_argument("inputs", nargs="+", help="image files, folders or globs; or videos (see lljax.video)")
   p.add_argument("--model", required=True, help="converted model directory or training workdir")
   p.add_argument("--step", type=int, default=None, help="checkpoint step of a workdir (default: latest)")
   p.add_argument("--output", required=True, help="folder for the enhanced images")
@@ -89,6 +95,7 @@ def parse_args(argv):
   p.add_argument("--kernel", default=None,
                  help="deblurring models: one blur kernel file (PNG/.npy) for every input "
                       "(default: <stem>_kernel.png or .npy next to each image)")
+  video.add_arguments(p)
   args = p.parse_args(argv)
   if args.format == "jpg" and args.bit_depth == 16:
     p.error("JPEG is 8-bit; use --format png for --bit_depth 16")
@@ -254,6 +261,8 @@ def run(args, out=None, err=None):
     target_of(args.exposure)
   except ValueError as e:
     raise UsageError(f"--exposure: {e}") from None
+  if video.wants_video(args):
+    return video.run(args, out, err)
   jobs = plan(args)
   protect = [str(source) for source, _ in jobs]
   failed, skipped, todo, done = [], [], [], 0
@@ -300,7 +309,8 @@ def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   try:
     return run(args)
-  except (UsageError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError) as e:
+  except (UsageError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError,
+          video.VideoDependencyError) as e:
     print(f"{ERROR_PREFIX} {e}", file=sys.stderr)
     return 2
 

