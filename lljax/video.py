@@ -30,9 +30,15 @@ context. ``exposure`` (as ``Restorer.enhance_image``) uses one gain per frame sm
 way. ``window=1`` enhances frame by frame (each frame's own context), batching ``batch`` frames
 per model call where frames are not tiled.
 
-Per model: LLFlow and SSFlow share their prior colour map and global statistics; UPT-Flow and
-DEvUDP (no prior map) share their global statistics; INFWIDE takes one blur kernel for the whole
-clip (``kernel``; a kernel sequence is not supported) and shares its noise estimates.
+Per model (what ``global_context`` holds): LLFlow and SSFlow share their prior colour map (and
+any whole-image statistic); UPT-Flow shares its channel gates and transposed-attention matrices;
+DEvUDP shares its instance-norm moments (the batch-norm variants "dt" and "fclgan" have no
+whole-image statistic, so their frames are independent and ``window`` changes nothing); INFWIDE
+takes one blur kernel for the whole clip (``kernel``; a kernel sequence is not supported) and
+shares its noise-to-signal estimates. LLFlow's histogram-equalised input is still each frame's.
+
+Frame rate: the header's (average) rate, exact for NTSC rates (30000/1001, ...); a variable-rate
+clip is written at that constant rate with every decoded frame once.
 
 The command reports the output's flicker (``lljax.metrics.temporal``: mean frame-to-frame change
 of global brightness and colour, scene cuts left out).
@@ -60,6 +66,8 @@ DEFAULT_WINDOW = 9
 DEFAULT_FPS = 25
 DEFAULT_BATCH = 4
 _MUXERS = {".mp4": "mp4", ".mov": "mov", ".avi": "avi", ".mkv": "matroska"}
+# RGB <-> YUV conversions with exact rounding: swscale's default fast path darkens by ~1 level.
+_SWS_FLAGS = "accurate_rnd+full_chroma_int"
 
 
 class VideoDependencyError(ImportError):
@@ -141,7 +149,7 @@ def read_video(path, info):
   """Decodes ``path`` -> uint8 frames [H, W, 3] (a generator); VideoReadError on a decoding error
   or a truncated file, after the frames decoded before it."""
   cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-xerror", "-i", str(path), "-map", "0:v:0",
-         "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+         "-fps_mode", "passthrough", "-sws_flags", _SWS_FLAGS, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
   size = info.width * info.height * 3
   with tempfile.TemporaryFile() as log:
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
@@ -227,7 +235,7 @@ def _codec_args(quality, width, height):
   if quality != "high":
     raise ValueError(f"quality must be one of {QUALITIES}, got {quality!r}")
   chroma = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-  return ["-vf", "scale=out_color_matrix=bt709:out_range=tv", "-c:v", "libx264", "-crf", "14",
+  return ["-vf", f"scale=out_color_matrix=bt709:out_range=tv:flags={_SWS_FLAGS}", "-c:v", "libx264", "-crf", "14",
           "-preset", "medium", "-pix_fmt", chroma, "-colorspace", "bt709", "-color_primaries", "bt709",
           "-color_trc", "bt709", "-color_range", "tv"]
 
@@ -622,7 +630,7 @@ def _check_cli(args):
 
   photo_only = {"--self_ensemble": args.self_ensemble, "--recursive": args.recursive,
                 "--format jpg": args.format != "png", "--bit_depth 16": args.bit_depth != 8,
-                "--prior tile": args.prior == "tile"}
+                "--prior tile": args.prior == "tile", "--no_tiles": getattr(args, "no_tiles", False)}
   used = [name for name, on in photo_only.items() if on]
   if used:
     raise UsageError(f"{', '.join(used)}: for photos, not videos (frames use their whole frame's global prior)")
