@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import lljax
-from lljax import enhance, video
+from lljax import api, enhance, video
 from lljax.metrics import temporal
 from lljax.utils.images import save_png, to_uint8
 
@@ -23,6 +23,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks
 import video_flicker  # noqa: E402  pylint: disable=wrong-import-position
 
 NTSC = fractions.Fraction(30000, 1001)
+# The temporal tests need the whole-image context of lljax.api (Restorer.global_context).
+needs_context = pytest.mark.skipif(not hasattr(api.Restorer, "global_context"),
+                                   reason="Restorer.global_context (lljax.api) has not landed")
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +178,78 @@ def test_missing_dependency_names_the_extra(devudp_dir, tmp_path, monkeypatch, c
   (tmp_path / "a.mp4").write_bytes(b"")
   code, _, stderr = _run(capsys, tmp_path / "a.mp4", "--model", devudp_dir, "--output", tmp_path / "o")
   assert code == 2 and "pip install lljax[video]" in stderr and not (tmp_path / "o").exists()
+
+
+@needs_context
+def test_shared_context_lowers_flicker(llflow_small_dir, clip, tmp_path):
+  """The smoothed global context (window 9) against frame-by-frame enhancement (window 1), on the
+  synthetic clip: lower brightness and colour flicker and temporal-difference error."""
+  low, ref, cut = clip
+  source = tmp_path / "clip.mkv"
+  _write(low, source)
+  restorer = lljax.load(llflow_small_dir)
+  metrics = {w: video_flicker.flicker_of(restorer, None, source, ref, cut, w, tmp_path) for w in (1, 9)}
+  assert metrics[1]["cuts"] == metrics[9]["cuts"] == [cut]
+  for key in ("brightness_flicker", "colour_flicker", "tde"):
+    assert metrics[9][key] < 0.85 * metrics[1][key], (key, metrics)
+
+
+@needs_context
+def test_frames_and_their_tiles_get_the_window_mean_context(llflow_small_dir, clip, tmp_path):
+  """Each frame is enhanced (here in tiles) with the mean of its shot's contexts within the centred
+  window; the shot after a cut does not see the frames before it."""
+  low = clip[0][:6]
+  restorer = lljax.load(llflow_small_dir)
+  detector = video.CutDetector()
+  cuts = [t for t, f in enumerate(low) if detector.update(f / 255.0)]
+  assert cuts == [0]
+  calls = []
+  enhance_image = restorer.enhance_image
+  restorer.enhance_image = lambda x, kernel=None, **kw: calls.append(kw) or enhance_image(x, kernel, **kw)
+  frames = list(low[:3]) + list(clip[0][-3:])  # a cut at frame 3
+  paths = []
+  for t, frame in enumerate(frames):
+    paths.append(tmp_path / f"{t}.png")
+    save_png(paths[-1], frame)
+  result = video.enhance_video(restorer, paths, tmp_path / "o.mp4", window=3, max_pixels=48 * 64, tile=48, overlap=16)
+  assert result.cuts == [3] and result.frames == 6 and len(calls) == 6
+  own = [restorer.global_context(f / 255.0, pixels=48 * 64) for f in frames]
+  assert own[0].factor == 2  # the frame's context is computed downscaled, as enhance_image's tiles' would be
+  shots = [[0, 1], [0, 1, 2], [1, 2], [3, 4], [3, 4, 5], [4, 5]]
+  for kw, peers in zip(calls, shots):
+    assert kw["max_pixels"] == 48 * 64
+    np.testing.assert_allclose(kw["context"].prior, np.mean([own[p].prior for p in peers], 0), atol=1e-6)
+
+
+@needs_context
+def test_exposure_gain_is_smoothed_like_the_context(devudp_dir, clip, tmp_path):
+  """--exposure in a clip: one gain per frame (the search ``adjust_exposure`` does), its log averaged
+  over the window and shot, applied with the same highlight roll-off."""
+  low = [to_uint8(f / 255.0 * g) for f, g in zip(clip[0][:5], (1.0, 1.3, 0.95, 1.25, 1.0))]  # no cut (< 1.5x)
+  restorer = lljax.load(devudp_dir)
+  paths = []
+  for t, frame in enumerate(low):
+    paths.append(tmp_path / f"{t}.png")
+    save_png(paths[-1], frame)
+  video.enhance_video(restorer, paths, tmp_path / "o.mkv", window=3, exposure=0.3, quality="lossless")
+  got = np.stack(list(video.read_video(tmp_path / "o.mkv", video.probe(tmp_path / "o.mkv"))))
+  own = [restorer.global_context(f / 255.0) for f in low]
+  window_mean = lambda t: video._tree_mean(own[max(t - 1, 0):t + 2])  # pylint: disable=protected-access
+  plain = [restorer.enhance_image(f / 255.0, context=window_mean(t)) for t, f in enumerate(low)]
+  assert abs(temporal.global_stats(video.apply_gain(plain[0], video.exposure_gain(plain[0], 0.3)))[0] - 0.3) < 2e-3
+  log_gains = [np.log(video.exposure_gain(p, 0.3)) for p in plain]
+  for t, out in enumerate(plain):
+    mean = np.mean(log_gains[max(t - 1, 0):t + 2])
+    assert np.abs(got[t].astype(int) - to_uint8(video.apply_gain(out, np.exp(mean)))).max() <= 1
+  assert np.std(log_gains) > 0.05  # the frames' own gains differ: the smoothing is visible
+
+
+def test_high_quality_output_is_close_and_unbiased(clip, tmp_path):
+  """quality="high" (H.264 CRF 14, BT.709 4:2:0, exact RGB<->YUV rounding) on natural frames."""
+  ref = clip[1][:4]
+  writer = video.VideoWriter(tmp_path / "hq.mp4", 96, 64, 25, "high")
+  for frame in ref:
+    writer.write(frame)
+  writer.close()
+  back = np.stack(list(video.read_video(tmp_path / "hq.mp4", video.probe(tmp_path / "hq.mp4")))).astype(int) - ref
+  assert np.abs(back).mean() < 3 and np.all(np.abs(back.reshape(-1, 3).mean(0)) < 0.4), back.reshape(-1, 3).mean(0)
