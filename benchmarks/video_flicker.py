@@ -13,7 +13,9 @@ light changes and no noise.
 
 Each model's converted small fixture (``tests/fixtures/<model>/small.pth``: the official small
 configuration with perturbed random weights; magnitudes are indicative, not a trained model's;
-INFWIDE gets one 9x9 motion kernel for the clip) enhances the clip with ``window=1`` (frame by
+INFWIDE gets one 9x9 motion kernel for the clip; DEvUDP's fixture uses batch norm, which has no
+whole-image statistic, so ``devudp-in``, the instance-norm ``small`` variant at random
+initialisation as in ``tile_seams.py``, stands for the released instance-norm generator) enhances the clip with ``window=1`` (frame by
 frame) and ``--window`` (default 9, the command's) into lossless videos; the outputs are read
 back and measured with ``lljax.metrics.temporal`` (scene cut left out): brightness and colour
 flicker and the temporal-difference error against the reference. Throughput: frames/s of
@@ -33,7 +35,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-MODELS = ("llflow", "uptflow", "ssflow", "devudp", "infwide")
+MODELS = ("llflow", "uptflow", "ssflow", "devudp", "devudp-in", "infwide")
 SIZE = (64, 96)
 
 
@@ -72,7 +74,7 @@ def synthetic_clip(frames=16, size=SIZE, cut=None, seed=0):
 
 
 def restorer_of(model):
-  """An lljax Restorer of ``model``'s converted small fixture (as benchmarks/tile_seams.py)."""
+  """An lljax Restorer of ``model``'s converted small fixture ("devudp-in": see tile_seams.py)."""
   from tile_seams import restorer_of as of  # pylint: disable=import-outside-toplevel
   return of(model)
 
@@ -111,3 +113,79 @@ def flicker_of(restorer, kernel, source, reference, cut, window, folder):
   assert len(frames) == len(reference), (len(frames), len(reference))
   metrics = temporal.flicker(frames, reference, cuts=[cut])
   return {**metrics, "cuts": result.cuts}
+
+
+def throughput(restorer, kernel, frames, window, folder):
+  """Frames/s of ``enhance_video`` on ``frames`` (uint8 [T, H, W, 3]) after a one-frame warm-up
+  (compilation) at the same size; the whole path: decode, context, model, encode (high quality)."""
+  from lljax import video  # pylint: disable=import-outside-toplevel
+
+  folder = pathlib.Path(folder)
+  write_clip(frames[:1], folder / "big_warm.mkv")
+  write_clip(frames, folder / "big.mkv")
+  video.enhance_video(restorer, folder / "big_warm.mkv", folder / "big_warm_out.mp4", kernel=kernel, window=window,
+                      overwrite=True)
+  start = time.perf_counter()
+  result = video.enhance_video(restorer, folder / "big.mkv", folder / "big_out.mp4", kernel=kernel, window=window,
+                               overwrite=True)
+  return result.frames / (time.perf_counter() - start)
+
+
+def big_clip(frames, size):
+  """A ``size`` clip for throughput: the synthetic clip at 1/8 size, upscaled 8x (nearest)."""
+  h, w = size
+  small = synthetic_clip(frames, (h // 8, w // 8))[0]
+  return np.repeat(np.repeat(small, 8, axis=1), 8, axis=2)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+  p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+  p.add_argument("--frames", type=int, default=24, help="frames of the flicker clip (64x96)")
+  p.add_argument("--window", type=int, default=9, help="the smoothed run's window (the command's default: 9)")
+  p.add_argument("--throughput_frames", type=int, default=3, help="frames of the 720p clip (0: skip)")
+  p.add_argument("--json", default=None, help="also write the numbers here")
+  p.add_argument("--tables", default=None, help="only print the tables of an earlier --json file")
+  args = p.parse_args(argv)
+  if args.tables:
+    saved = json.loads(pathlib.Path(args.tables).read_text())
+    as_int = lambda d: {m: {int(w): v for w, v in r.items()} for m, r in d.items()}
+    print_tables(as_int(saved["flicker"]), as_int(saved["throughput"]), args)
+    return
+  low, ref, cut = synthetic_clip(args.frames)
+  rows, speed = {}, {}
+  with tempfile.TemporaryDirectory() as tmp:
+    tmp = pathlib.Path(tmp)
+    write_clip(low, tmp / "clip.mkv")
+    for model in args.models:
+      restorer, kernel = restorer_of(model), clip_kernel(model)
+      rows[model] = {w: flicker_of(restorer, kernel, tmp / "clip.mkv", ref, cut, w, tmp) for w in (1, args.window)}
+      print(model, json.dumps(rows[model]), flush=True)
+      if args.throughput_frames:
+        big = big_clip(args.throughput_frames, (720, 1280))
+        speed[model] = {w: throughput(restorer, kernel, big, w, tmp) for w in (1, args.window)}
+        print(model, "720p frames/s", speed[model], flush=True)
+  print_tables(rows, speed, args)
+  if args.json:
+    pathlib.Path(args.json).write_text(json.dumps({"flicker": rows, "throughput": speed}, indent=1))
+
+
+def print_tables(rows, speed, args):
+  w = args.window
+  print(f"\nFlicker ({args.frames} frames 64x96, scene cut left out; frame by frame -> window {w}):\n")
+  print("| model | brightness flicker | colour flicker | TDE vs reference | brightness TDE |")
+  print("| --- | --- | --- | --- | --- |")
+  for model, r in rows.items():
+    cells = [f"{r[1][k]:.3g} -> {r[w][k]:.3g} ({r[w][k] / max(r[1][k], 1e-12):.2f}x)"
+             for k in ("brightness_flicker", "colour_flicker", "tde", "brightness_tde")]
+    print(f"| {model} | " + " | ".join(cells) + " |")
+  if speed:
+    print(f"\nThroughput (720x1280, {args.throughput_frames} frames after a warm-up, frames/s):\n")
+    print(f"| model | frame by frame | window {w} |")
+    print("| --- | --- | --- |")
+    for model, s in speed.items():
+      print(f"| {model} | {s[1]:.3f} | {s[w]:.3f} |")
+
+
+if __name__ == "__main__":
+  main()
