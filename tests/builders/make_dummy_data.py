@@ -4,7 +4,7 @@ Each tree copies the official folder and file names of its dataset (see the
 builder READMEs and ../shared/research/infwide_lednet_datasets.md section C)
 with a few tiny, deterministic images. Run from the repository root:
 
-    python tests/tfds_builders/make_dummy_data.py
+    python tests/builders/make_dummy_data.py
 """
 
 import pathlib
