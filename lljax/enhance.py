@@ -12,7 +12,9 @@ processed in overlapping tiles with blended seams, so memory stays bounded (a 24
 runs on a laptop). For the flows that decode from a prior map (LLFlow's and SSFlow's colour
 map) the map of a tiled image comes from one pass over a downscaled copy of the whole photo
 (``--prior global``, their default; ``--prior tile`` uses each tile's own), so all tiles decode
-from the same colour estimate; other models refuse ``--prior``. See ``lljax.api``.
+from the same colour estimate; other models refuse ``--prior``. Every other whole-image statistic
+(instance-norm moments, channel attention, noise estimates) comes from that pass too.
+``--no_tiles`` enhances whole and reports images above the budget instead. See ``lljax.api``.
 
 Files: 8/16-bit PNG, JPEG (EXIF orientation applied) and everything Pillow reads; grayscale
 inputs give grayscale outputs (ITU-R 601 luma of the enhanced RGB) and alpha channels are carried
@@ -54,7 +56,7 @@ TILE, OVERLAP = 512, 128  # default tile side and overlap in pixels
 
 def max_pixels(family, max_megapixels=None):
   """Images with more pixels than this are processed in tiles (default: the model's, 1.0 MP)."""
-  # Whole images are exact; tiles approximate near seams (INFWIDE: each tile gets its own NSR).
+  # Whole images are exact; tiles share the whole image's context but approximate near seams.
   return int((max_megapixels or getattr(family, "MAX_MEGAPIXELS", 1.0)) * 1e6)
 
 
@@ -79,6 +81,8 @@ def parse_args(argv):
                  help=PRECISION_HELP)
   p.add_argument("--max_megapixels", type=float, default=None,
                  help="larger images are processed in tiles (default: the model's, 1.0; INFWIDE 4.0)")
+  p.add_argument("--no_tiles", action="store_true",
+                 help="enhance every image whole; images above --max_megapixels are reported and skipped")
   p.add_argument("--tile", type=int, default=TILE, help=f"tile side in pixels (default {TILE})")
   p.add_argument("--overlap", type=int, default=OVERLAP, help=f"tile overlap in pixels (default {OVERLAP})")
   p.add_argument("--bucket", type=int, default=32,
@@ -283,7 +287,8 @@ def run(args, out=None, err=None):
       enhanced = restorer.enhance_image(
           to_float01(rgb), kernel, max_pixels=max_pixels(family, args.max_megapixels), tile=args.tile,
           overlap=args.overlap, bucket=args.bucket, self_ensemble=args.self_ensemble,
-          prior=args.prior, temperature=args.temperature, seed=args.seed, exposure=args.exposure)
+          prior=args.prior, temperature=args.temperature, seed=args.seed, exposure=args.exposure,
+          tiles=not args.no_tiles)
       note = write(target, to_output(enhanced, info, args.bit_depth), args, protect)
       if note:
         print(f"lljax.enhance: {source}: {note}", file=err)

@@ -16,18 +16,21 @@ import numpy as np
 
 from lljax import models
 from lljax.losses import nll_bits_per_pixel
-from lljax.nn import precision
+from lljax.nn import image_stats, precision
 from lljax.utils.images import to_uint8
 
 
 @dataclasses.dataclass(frozen=True)
 class Programs:
   """Jitted functions of one architecture; params are arguments, so one compilation per shape
-  serves every checkpoint. ``prior`` is None for models without a global prior map."""
+  serves every checkpoint. ``prior`` is None for models without a global prior map;
+  ``statistics`` records the whole-image statistics of ``lljax.nn.image_stats`` ({} for models
+  without any), which ``enhance`` then takes as ``stats``."""
 
   enhance: Callable
   encode: Callable
   prior: Optional[Callable]
+  statistics: Callable
 
 
 def programs(model_name, config, precision_setting="highest"):
@@ -47,10 +50,16 @@ def _programs(model_name, config_json, precision_setting):
         return fn(*args)
     return jax.jit(run)
 
-  def enhance(params, inputs, temperature, rng, prior_map=None):
+  def enhance(params, inputs, temperature, rng, prior_map=None, stats=None):
     extra = {} if prior_map is None else {"prior_map": prior_map}
-    out = module.apply({"params": params}, inputs, temperature, rng, method=module.enhance, **extra)
+    variables = {"params": params} if stats is None else {"params": params, image_stats.COLLECTION: stats}
+    out = module.apply(variables, inputs, temperature, rng, method=module.enhance, **extra)
     return out.astype(jnp.float32)  # bfloat16 compute still returns float32 images
+
+  def statistics(params, inputs):
+    _, recorded = module.apply({"params": params}, inputs, jnp.float32(0.0), jax.random.key(0),
+                               method=module.enhance, mutable=[image_stats.COLLECTION])
+    return jax.tree.map(lambda v: v.astype(jnp.float32), dict(recorded.get(image_stats.COLLECTION, {})))
 
   def encode(params, inputs, normal):
     out = module.apply({"params": params}, inputs, normal, method=module.encode)
@@ -60,7 +69,8 @@ def _programs(model_name, config_json, precision_setting):
   def prior(params, inputs):
     return module.apply({"params": params}, inputs, method=module.prior_map).astype(jnp.float32)
 
-  return Programs(traced(enhance), traced(encode), traced(prior) if hasattr(module, "prior_map") else None)
+  return Programs(traced(enhance), traced(encode), traced(prior) if hasattr(module, "prior_map") else None,
+                  traced(statistics))
 
 
 def pad_to_multiple(x, multiple):

@@ -15,7 +15,9 @@ Optional hooks: ``PAD_MODE`` (eval padding, default 'reflect'); non-blind deblur
 ``(low, kernel)`` and get the blur kernel through the API, ``enhance`` and ``evaluate``;
 supervised models name their training objective in ``OBJECTIVE``
 (``lljax.trainers.supervised.OBJECTIVES``); flows whose learned prior has parameters of its
-own list them in ``PRIOR_ONLY_PARAMS`` ('/'-joined path prefixes; see ``lljax.trainers.flow``).
+own list them in ``PRIOR_ONLY_PARAMS`` ('/'-joined path prefixes; see ``lljax.trainers.flow``);
+``tile_multiple(module) -> int`` (default ``PAD_MULTIPLE``): tile origins of a tiled photo are
+multiples of it, so that a tile sees the whole image's grids (UPT-Flow's attention windows).
 
 Trainers and the public API reach models only through ``get(name)``.
 """

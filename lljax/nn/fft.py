@@ -145,7 +145,24 @@ def wiener_filter(padded, otf_half, nsr):
   return jnp.fft.irfft2(jnp.fft.rfft2(padded) * gain, s=(h, w))
 
 
-def wiener_deconv(x, psf, count_quirk=True, channels_at_once=None):
+def _channel_planes(x, k, channels_at_once, fn):
+  """``fn`` of each channel of NHWC ``x`` replicate-padded by ``k``, as (C, B, ...) stacked."""
+  b, h, w, c = x.shape
+  planes = jnp.moveaxis(x.astype(jnp.float32), -1, 0)  # (C, B, H, W)
+  pad = lambda q: pad2d(q[..., None], k, "replicate")[..., 0]
+  if channels_at_once is None or channels_at_once >= c:
+    out = fn(pad(planes.reshape(c * b, h, w)), jnp.arange(c * b) // b)
+    return out.reshape((c, b) + out.shape[1:])
+  return jax.lax.map(lambda a: fn(pad(a[0]), a[1]), (planes, jnp.arange(c)), batch_size=int(channels_at_once))
+
+
+def wiener_nsrs(x, k, count_quirk=True, channels_at_once=None):
+  """The NSR ``wiener_deconv`` estimates for each channel of NHWC ``x`` padded by ``k`` -> (B, C)."""
+  nsr = _channel_planes(x, k, channels_at_once, lambda p, _: wiener_nsr(p, count_quirk))
+  return jnp.moveaxis(nsr, 0, -1)
+
+
+def wiener_deconv(x, psf, count_quirk=True, channels_at_once=None, nsr=None):
   """INFWIDE's multi-channel Wiener deconvolution (``wiener_deblur_mc``).
 
   Args:
@@ -154,30 +171,24 @@ def wiener_deconv(x, psf, count_quirk=True, channels_at_once=None):
     count_quirk: the NSR pixel-count quirk (see ``wiener_nsr``).
     channels_at_once: None deconvolves every channel in one batched op; an int k processes k
       channels at a time in a sequential loop (same values, lower peak memory on large images).
+    nsr: None estimates each channel's NSR from ``x`` (``wiener_nsrs``); or given (B, C), e.g.
+      the whole image's for a tile.
 
   Returns:
     (B, H, W, C) float32: each channel replicate-padded by kh on every side, Wiener-filtered
-    with its own NSR, cropped back.
+    with its NSR, cropped back.
   """
   b, h, w, c = x.shape
   k = psf.shape[-2]
   psf = normalize_psf(psf.astype(jnp.float32))
-  padded_shape = (h + 2 * k, w + 2 * k)
-  otf = _rotf(psf, padded_shape)  # (B, Hp, Wp//2+1)
+  otf = _rotf(psf, (h + 2 * k, w + 2 * k))  # (B, Hp, Wp//2+1)
+  given = None if nsr is None else jnp.moveaxis(nsr, -1, 0).astype(jnp.float32)  # (C, B)
 
-  def one(planes):  # (B, H, W) -> (B, H, W)
-    p = pad2d(planes[..., None], k, "replicate")[..., 0]
-    out = wiener_filter(p, otf, wiener_nsr(p, count_quirk))
-    return out[:, k:k + h, k:k + w]
+  def one(p, channel):  # (n, Hp, Wp) padded planes of channel index (n,) -> (n, H, W)
+    n = p.shape[0]
+    otf_n = jnp.broadcast_to(otf[None], (n // b, *otf.shape)).reshape((n,) + otf.shape[1:])
+    plane_nsr = wiener_nsr(p, count_quirk) if given is None else given[channel, jnp.arange(n) % b]
+    return wiener_filter(p, otf_n, plane_nsr)[:, k:k + h, k:k + w]
 
-  planes = jnp.moveaxis(x.astype(jnp.float32), -1, 0)  # (C, B, H, W)
-  if channels_at_once is None or channels_at_once >= c:
-    flat = planes.reshape(c * b, h, w)
-    otf_all = jnp.broadcast_to(otf[None], (c,) + otf.shape).reshape((c * b,) + otf.shape[1:])
-    p = pad2d(flat[..., None], k, "replicate")[..., 0]
-    out = wiener_filter(p, otf_all, wiener_nsr(p, count_quirk))[:, k:k + h, k:k + w]
-    out = out.reshape(c, b, h, w)
-  else:
-    out = jax.lax.map(one, planes, batch_size=int(channels_at_once))
-  return jnp.moveaxis(out, 0, -1)
+  return jnp.moveaxis(_channel_planes(x, k, channels_at_once, one), 0, -1)
 

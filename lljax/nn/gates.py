@@ -7,6 +7,9 @@
   sigmoid; CBAM returns ``gated + input`` (UPT-Flow's residual variant).
 * ECA (Wang et al., 2020): global average pool, a bias-free 3-tap conv along the channel axis
   (zero padding), sigmoid, channel-wise scale.
+
+The channel gates pool over the whole image: their (B, C) gates are whole-image statistics
+(``lljax.nn.image_stats``) that the tiles of a photo can share.
 """
 
 import flax.linen as nn
@@ -15,6 +18,7 @@ import jax.numpy as jnp
 
 from lljax.nn import init as inits
 from lljax.nn.conv import Conv2d
+from lljax.nn.image_stats import shared_statistic
 from lljax.nn.linear import Dense
 
 
@@ -28,8 +32,8 @@ class ChannelGate(nn.Module):
     c = x.shape[-1]
     fc1, fc2 = Dense(c // self.reduction, name="fc1"), Dense(c, name="fc2")
     mlp = lambda v: fc2(nn.relu(fc1(v)))
-    logits = mlp(jnp.mean(x, axis=(1, 2))) + mlp(jnp.max(x, axis=(1, 2)))
-    return x * jax.nn.sigmoid(logits)[:, None, None, :]
+    gate = lambda v: jax.nn.sigmoid(mlp(jnp.mean(v, axis=(1, 2))) + mlp(jnp.max(v, axis=(1, 2))))
+    return x * shared_statistic(self, "gate", gate, x)[:, None, None, :]
 
 
 class SpatialGate(nn.Module):
@@ -65,8 +69,11 @@ class ECA(inits.ParamModule):
   def __call__(self, x):
     k = self.kernel_size
     kernel = self.param("kernel", inits.torch_default_kernel, (k, 1, 1))
-    pooled = jnp.mean(x, axis=(1, 2))  # (B, C)
-    padded = jnp.pad(pooled, ((0, 0), (k // 2, k // 2)))
-    c = pooled.shape[-1]
-    logits = sum(kernel[j, 0, 0] * padded[:, j : j + c] for j in range(k))
-    return x * jax.nn.sigmoid(logits)[:, None, None, :]
+
+    def gate(v):
+      pooled = jnp.mean(v, axis=(1, 2))  # (B, C)
+      padded = jnp.pad(pooled, ((0, 0), (k // 2, k // 2)))
+      c = pooled.shape[-1]
+      return jax.nn.sigmoid(sum(kernel[j, 0, 0] * padded[:, j : j + c] for j in range(k)))
+
+    return x * shared_statistic(self, "gate", gate, x)[:, None, None, :]

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from lljax.nn import init as inits
 from lljax.nn.buffers import buffer, is_training, set_buffer
+from lljax.nn.image_stats import shared_statistic
 
 
 class LayerNorm(inits.ParamModule):
@@ -64,13 +65,23 @@ class BatchNorm2d(inits.ParamModule):
     return (x - mean) * (jnp.reciprocal(jnp.sqrt(var + self.eps)) * scale) + bias
 
 
-def instance_norm(x, eps=1e-5):
+def instance_moments(x):
+  """Mean and biased variance of NHWC ``x`` over (H, W): two (B, 1, 1, C) arrays."""
+  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+  return mean, jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+
+
+def instance_norm(x, eps=1e-5, module=None, name="instance_moments"):
   """``torch.nn.InstanceNorm2d(C)`` with its defaults (affine off, no running statistics).
 
   x: (B, H, W, C). Each image and channel is normalised over (H, W) with its mean and biased
   variance, in train and eval mode alike: ``(x - mean) / sqrt(var + eps)``. (Flax's
-  ``nn.InstanceNorm`` defaults differ: eps 1e-6 and learned scale/bias.)
+  ``nn.InstanceNorm`` defaults differ: eps 1e-6 and learned scale/bias.) Given the calling
+  ``module``, the moments are a whole-image statistic (``lljax.nn.image_stats``) under ``name``,
+  which the tiles of a photo can share.
   """
-  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-  var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+  if module is None:
+    mean, var = instance_moments(x)
+  else:
+    mean, var = shared_statistic(module, name, instance_moments, x)
   return (x - mean) * jax.lax.rsqrt(var + eps)

@@ -48,7 +48,7 @@ class BasicConv(ParamModule):
     if self.norm == "batch":
       x = BatchNorm2d(self.features, name="bn")(x)
     elif self.norm == "instance":
-      x = instance_norm(x)
+      x = instance_norm(x, module=self)
     return nn.relu(x) if self.relu else x
 
 

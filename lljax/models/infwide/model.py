@@ -44,7 +44,8 @@ import jax
 import jax.numpy as jnp
 
 from lljax.nn import Conv2d, ConvTranspose2d, pad2d, resize_bilinear
-from lljax.nn.fft import image_nsr, wiener_deconv
+from lljax.nn.fft import image_nsr, wiener_deconv, wiener_nsrs
+from lljax.nn.image_stats import shared_statistic
 from lljax.nn.remat import remat_block
 
 relu = nn.relu
@@ -347,18 +348,21 @@ class INFWIDE(nn.Module):
     self.FSRefineModule = FSRModule(self.n_colors, self.fsr_resblocks, self.fsr_feats)
     self.MergeRefineModule = XRFModule(self.n_colors, self.xrf_resblocks, self.xrf_convs, self.xrf_feats)
 
-  def _wiener(self, x, kernel):
-    return wiener_deconv(x, kernel, self.nsr_count_quirk, self.wiener_channels_at_once)
+  def _wiener(self, x, kernel, name):
+    """Wiener deconvolution with each channel's NSR, a whole-image statistic (``name``)."""
+    nsr = shared_statistic(self, name, wiener_nsrs, x, kernel.shape[-2], self.nsr_count_quirk,
+                           self.wiener_channels_at_once)
+    return wiener_deconv(x, kernel, self.nsr_count_quirk, self.wiener_channels_at_once, nsr=nsr)
 
   def intermediates(self, low, kernel):
     """Every intermediate of the official forward, for parity tests: dict of NHWC arrays."""
     feat = self.FeatModule1(low)
-    feat_wd = self._wiener(feat, kernel)
+    feat_wd = self._wiener(feat, kernel, "feature_nsr")
     feat_out = self.FSRefineModule(feat_wd)
-    nsr = image_nsr(low)  # (B, C)
+    nsr = shared_statistic(self, "image_nsr", image_nsr, low)  # (B, C)
     planes = jnp.broadcast_to(nsr[:, None, None, :], low.shape)
     denoised = self.DenoiseUnet(jnp.concatenate([low, planes], -1))
-    img_wd = self._wiener(denoised, kernel)
+    img_wd = self._wiener(denoised, kernel, "denoised_nsr")
     out_half, out_full = self.MergeRefineModule(img_wd, feat_out)
     return {"feat": feat, "feat_wd": feat_wd, "feat_out": feat_out, "nsr": nsr,
             "denoised": denoised, "img_wd": img_wd, "out_half": out_half, "out_full": out_full}

@@ -1,5 +1,7 @@
 """UPT-Flow: variants, factory and the model-family hooks used by trainers and the API."""
 
+import math
+
 import jax.numpy as jnp
 
 from lljax import models
@@ -37,6 +39,12 @@ def host_features(low_u8):
   return {}
 
 
+def tile_multiple(module):
+  """Tiles of a photo start at multiples of this: MSFormer's attention windows are ``win_size``
+  pixels at 1/8 scale, so only then does a tile see the same window grid as the whole image."""
+  return math.lcm(PAD_MULTIPLE, 8 * module.win_size)
+
+
 def init_inputs(module, size=None):
   """Smallest valid ``module.init`` arguments (only their shapes matter): (inputs, x)."""
   side = size or 2**module.L
@@ -44,5 +52,5 @@ def init_inputs(module, size=None):
   return ({"low": image}, image)
 
 
-__all__ = ["CONVERTER", "KIND", "Model", "PAD_MULTIPLE", "UPTFlow", "VARIANTS", "host_features", "init_inputs",
+__all__ = ["CONVERTER", "KIND", "Model", "PAD_MULTIPLE", "UPTFlow", "VARIANTS", "host_features", "init_inputs", "tile_multiple",
            "unbalanced_point_map"]

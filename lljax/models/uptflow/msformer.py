@@ -38,6 +38,7 @@ from lljax.nn import (ECA, Conv2d, Dense, LayerNorm, ParamModule, gelu, pixel_sh
                       relative_position_index, shift_attention_mask, window_merge, window_partition)
 from lljax.nn import init as inits
 from lljax.nn import precision
+from lljax.nn.image_stats import shared_statistic
 from lljax.nn.remat import remat_block
 
 DROPPATH = "droppath"
@@ -85,9 +86,14 @@ class MDTA(ParamModule):
     # channels split as (head, d), tokens last: (B, heads, d, HW)
     heads = lambda t: t.reshape(b, h * w, self.num_heads, c // self.num_heads).transpose(0, 2, 3, 1)
     q, k, v = (heads(t) for t in jnp.split(qkv, 3, axis=-1))
-    q, k = _l2_normalize(q), _l2_normalize(k)
-    attn = jnp.einsum("bnds,bnes->bnde", q, k, precision=precision.dot_precision()) * temperature[:, None, None]
-    out = jnp.einsum("bnde,bnes->bnds", jax.nn.softmax(attn, axis=-1), v, precision=precision.dot_precision())
+
+    def attention(q, k):  # (B, heads, d, d): a whole-image statistic the tiles of a photo can share
+      q, k = _l2_normalize(q), _l2_normalize(k)
+      attn = jnp.einsum("bnds,bnes->bnde", q, k, precision=precision.dot_precision()) * temperature[:, None, None]
+      return jax.nn.softmax(attn, axis=-1)
+
+    attn = shared_statistic(self, "attention", attention, q, k)
+    out = jnp.einsum("bnde,bnes->bnds", attn, v, precision=precision.dot_precision())
     out = out.transpose(0, 3, 1, 2).reshape(b, h, w, c)
     return Conv2d(c, 1, use_bias=False, name="project_out")(out)
 
