@@ -511,8 +511,6 @@ def enhance_video(restorer, source, output, *, kernel=None, fps=None, window=DEF
   target, window, batch = exposure_lib.target_of(exposure), int(window), int(batch)
   if window < 1 or batch < 1 or quality not in QUALITIES:
     raise ValueError(f"need window >= 1, batch >= 1 and quality in {QUALITIES}")
-  if window > 1 and not hasattr(restorer, "global_context"):
-    raise ValueError("temporal smoothing needs Restorer.global_context, which this lljax lacks; pass window=1")
   output = _check_output(output, source, protect, overwrite)
   start = time.monotonic()
   info, frames = open_source(source, fps)
@@ -630,7 +628,7 @@ def _check_cli(args):
 
   photo_only = {"--self_ensemble": args.self_ensemble, "--recursive": args.recursive,
                 "--format jpg": args.format != "png", "--bit_depth 16": args.bit_depth != 8,
-                "--prior tile": args.prior == "tile", "--no_tiles": getattr(args, "no_tiles", False)}
+                "--prior tile": args.prior == "tile", "--no_tiles": args.no_tiles}
   used = [name for name, on in photo_only.items() if on]
   if used:
     raise UsageError(f"{', '.join(used)}: for photos, not videos (frames use their whole frame's global prior)")

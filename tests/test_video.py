@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import lljax
-from lljax import api, enhance, video
+from lljax import enhance, video
 from lljax.metrics import temporal
 from lljax.utils.images import save_png, to_uint8
 
@@ -23,9 +23,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks
 import video_flicker  # noqa: E402  pylint: disable=wrong-import-position
 
 NTSC = fractions.Fraction(30000, 1001)
-# The temporal tests need the whole-image context of lljax.api (Restorer.global_context).
-needs_context = pytest.mark.skipif(not hasattr(api.Restorer, "global_context"),
-                                   reason="Restorer.global_context (lljax.api) has not landed")
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +177,6 @@ def test_missing_dependency_names_the_extra(devudp_dir, tmp_path, monkeypatch, c
   assert code == 2 and "pip install lljax[video]" in stderr and not (tmp_path / "o").exists()
 
 
-@needs_context
 def test_shared_context_lowers_flicker(llflow_small_dir, clip, tmp_path):
   """The smoothed global context (window 9) against frame-by-frame enhancement (window 1), on the
   synthetic clip: lower brightness and colour flicker and temporal-difference error."""
@@ -194,7 +190,6 @@ def test_shared_context_lowers_flicker(llflow_small_dir, clip, tmp_path):
     assert metrics[9][key] < 0.85 * metrics[1][key], (key, metrics)
 
 
-@needs_context
 def test_frames_and_their_tiles_get_the_window_mean_context(llflow_small_dir, clip, tmp_path):
   """Each frame is enhanced (here in tiles) with the mean of its shot's contexts within the centred
   window; the shot after a cut does not see the frames before it."""
@@ -221,7 +216,6 @@ def test_frames_and_their_tiles_get_the_window_mean_context(llflow_small_dir, cl
     np.testing.assert_allclose(kw["context"].prior, np.mean([own[p].prior for p in peers], 0), atol=1e-6)
 
 
-@needs_context
 def test_exposure_gain_is_smoothed_like_the_context(devudp_dir, clip, tmp_path):
   """--exposure in a clip: one gain per frame (the search ``adjust_exposure`` does), its log averaged
   over the window and shot, applied with the same highlight roll-off."""
