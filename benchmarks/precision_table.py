@@ -13,7 +13,6 @@ on GPU (TF32) and TPU (one bfloat16 pass) it lies between "highest" and "bfloat1
 """
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import platform
@@ -41,13 +40,12 @@ def errors(model, settings):
   io = dict(np.load(FIXTURES / model / "small_io.npz"))
   config, params, _ = load_torch_params(model, FIXTURES / model / "small.pth")
   module = models.get(model).Model(**config)
-  config = {f.name: getattr(module, f.name) for f in dataclasses.fields(module) if f.name not in ("parent", "name")}
   in_key, out_key = CASES[model]
   low, want = (np.moveaxis(io[k], 1, -1) for k in (in_key, out_key))
   kernel = io["input_kernel"][0, 0] if model == "infwide" else None
   rows = {}
   for setting in settings:
-    got = api.Restorer(model, config, params, setting).enhance(low, kernel, clip=False)
+    got = api.Restorer.of_module(model, module, params, setting).enhance(low, kernel, clip=False)
     diff = np.abs(got.astype(np.float64) - want)
     rows[setting] = (float(diff.max()), float(diff.mean()))
   return rows

@@ -30,7 +30,6 @@ PHOTOS = ("chelsea", "coffee")
 
 def restorer_of(model):
   """An lljax Restorer of ``model``'s converted small fixture ("devudp-in": a random ``small``)."""
-  import dataclasses  # pylint: disable=import-outside-toplevel
   import jax  # pylint: disable=import-outside-toplevel
   from lljax import api, models  # pylint: disable=import-outside-toplevel
   from lljax.convert import load_torch_params  # pylint: disable=import-outside-toplevel
@@ -43,8 +42,7 @@ def restorer_of(model):
   else:
     config, params, _ = load_torch_params(model, FIXTURES / model / "small.pth")
     module = models.get(model).Model(**config)
-  config = {f.name: getattr(module, f.name) for f in dataclasses.fields(module) if f.name not in ("parent", "name")}
-  return api.Restorer(model, config, params)
+  return api.Restorer.of_module(model, module, params)
 
 
 def seam_step(image, rows, cols):

@@ -19,6 +19,7 @@ image, never per tile. A context can also be passed in (``enhance_image(context=
 one smoothed over the frames of a clip.
 """
 
+import dataclasses
 import math
 from typing import Optional
 
@@ -100,6 +101,12 @@ class Restorer:
     self.compiled_shapes = set()  # (what, input shape) of every program compiled so far
     self.progress = None
     self._has_statistics = None  # whether the model records whole-image statistics (known after one pass)
+
+  @classmethod
+  def of_module(cls, model_name, module, params, precision="highest"):
+    """A Restorer of a built ``module`` (its hyper-parameters read from its fields) and ``params``."""
+    config = {f.name: getattr(module, f.name) for f in dataclasses.fields(module) if f.name not in ("parent", "name")}
+    return cls(model_name, config, params, precision)
 
   def _note_run(self, program, shape, prior=False, tile=1, tiles=1):
     """Records a program run in ``compiled_shapes``, telling ``progress`` first."""

@@ -2,7 +2,6 @@
 statistics (``lljax.nn.image_stats``), tiles stay within a measured bound of the whole image,
 UPT-Flow's tiles start on its window grid, and whole-only enhancement refuses large photos."""
 
-import dataclasses
 
 import jax
 import numpy as np
@@ -23,8 +22,7 @@ def _restorer(name):
     name = "devudp"
   else:
     _, module, params = converted_fixture(name)
-  config = {f.name: getattr(module, f.name) for f in dataclasses.fields(module) if f.name not in ("parent", "name")}
-  return api.Restorer(name, config, params)
+  return api.Restorer.of_module(name, module, params)
 
 
 def _photo(image, h, w, y=0, x=0):

@@ -2,7 +2,6 @@
 ``--precision``, ``config.precision``. The lowered programs carry it op by op (the suite sets no
 global ``jax_default_matmul_precision``), so a GPU or TPU runs what was asked for."""
 
-import dataclasses
 import re
 
 import jax
@@ -20,8 +19,7 @@ _PRODUCT = re.compile(r"stablehlo\.(convolution|dot_general)")
 
 def _restorer(model, setting):
   io, module, params = converted_fixture(model)
-  config = {f.name: getattr(module, f.name) for f in dataclasses.fields(module) if f.name not in ("parent", "name")}
-  return io, api.Restorer(model, config, params, setting)
+  return io, api.Restorer.of_module(model, module, params, setting)
 
 
 def _products(restorer, side=64):
