@@ -33,14 +33,25 @@ def clip():
 @pytest.fixture(scope="module")
 def devudp_dir(tmp_path_factory):
   """A DEvUDP tiny model directory (random weights: fast, and enough for the I/O path)."""
+  return _devudp_dir(tmp_path_factory, "devudp_tiny")
+
+
+@pytest.fixture(scope="module")
+def devudp_plain_dir(tmp_path_factory):
+  """DEvUDP tiny without normalisation, with the input shortcut: its output level follows its input's."""
+  return _devudp_dir(tmp_path_factory, "devudp_plain", norm="none", shortcut=True)
+
+
+def _devudp_dir(tmp_path_factory, name, **overrides):
   from lljax import checkpoint, models  # pylint: disable=import-outside-toplevel
   from lljax.nn import init_variables  # pylint: disable=import-outside-toplevel
 
   family = models.get("devudp")
-  module = family.Model(**family.VARIANTS["tiny"])
+  config = {**family.VARIANTS["tiny"], **overrides}
+  module = family.Model(**config)
   params = init_variables(module, 0, *family.init_inputs(module))["params"]
-  out = tmp_path_factory.mktemp("models") / "devudp_tiny"
-  checkpoint.export_model(out, "devudp", family.VARIANTS["tiny"], params)
+  out = tmp_path_factory.mktemp("models") / name
+  checkpoint.export_model(out, "devudp", config, params)
   return out
 
 
@@ -97,6 +108,14 @@ def test_smoothing_is_a_centred_window_mean_restarted_at_cuts():
   out = list(video.smooth(zip("abc", [None] * 3, [True, False, False]), window=9))
   assert [o[1] for o in out] == [None] * 3
   assert [float(o[1]["x"]) for o in video.smooth(zip("abcdef", values, new_shot), window=1)] == [1, 2, 3, 4, 10, 20]
+
+
+def test_instance_norm_moments_stay_per_frame():
+  """Self-normalising statistics (lljax.nn.image_stats.PER_FRAME) keep each frame's own value."""
+  values = [{"block": {"instance_moments": (np.float32(v), np.float32(v))}, "gate": np.float32(v)} for v in (1, 2, 3)]
+  out = [o[1] for o in video.smooth(zip("abc", values, [True, False, False]), window=3)]
+  assert [float(o["gate"]) for o in out] == [1.5, 2, 2.5]
+  assert [float(o["block"]["instance_moments"][1]) for o in out] == [1, 2, 3]
 
 
 def test_video_keeps_frames_rate_size_and_audio(devudp_dir, clip, tmp_path, capsys):
@@ -216,11 +235,12 @@ def test_frames_and_their_tiles_get_the_window_mean_context(llflow_small_dir, cl
     np.testing.assert_allclose(kw["context"].prior, np.mean([own[p].prior for p in peers], 0), atol=1e-6)
 
 
-def test_exposure_gain_is_smoothed_like_the_context(devudp_dir, clip, tmp_path):
+def test_exposure_gain_is_smoothed_like_the_context(devudp_plain_dir, clip, tmp_path):
   """--exposure in a clip: one gain per frame (the search ``adjust_exposure`` does), its log averaged
-  over the window and shot, applied with the same highlight roll-off."""
+  over the window and shot, applied with the same highlight roll-off. (A model without
+  normalisation: an instance-norm model's output level hardly follows its input's.)"""
   low = [to_uint8(f / 255.0 * g) for f, g in zip(clip[0][:5], (1.0, 1.3, 0.95, 1.25, 1.0))]  # no cut (< 1.5x)
-  restorer = lljax.load(devudp_dir)
+  restorer = lljax.load(devudp_plain_dir)
   paths = []
   for t, frame in enumerate(low):
     paths.append(tmp_path / f"{t}.png")
@@ -228,7 +248,7 @@ def test_exposure_gain_is_smoothed_like_the_context(devudp_dir, clip, tmp_path):
   video.enhance_video(restorer, paths, tmp_path / "o.mkv", window=3, exposure=0.3, quality="lossless")
   got = np.stack(list(video.read_video(tmp_path / "o.mkv", video.probe(tmp_path / "o.mkv"))))
   own = [restorer.global_context(f / 255.0) for f in low]
-  window_mean = lambda t: video._tree_mean(own[max(t - 1, 0):t + 2])  # pylint: disable=protected-access
+  window_mean = lambda t: video._tree_mean(own[max(t - 1, 0):t + 2], own[t])  # pylint: disable=protected-access
   plain = [restorer.enhance_image(f / 255.0, context=window_mean(t)) for t, f in enumerate(low)]
   assert abs(temporal.global_stats(video.apply_gain(plain[0], video.exposure_gain(plain[0], 0.3)))[0] - 0.3) < 2e-3
   log_gains = [np.log(video.exposure_gain(p, 0.3)) for p in plain]

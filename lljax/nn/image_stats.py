@@ -18,6 +18,11 @@ float32 arrays whose structure depends only on the architecture and the input si
 
 COLLECTION = "image_stats"
 
+# Statistics that normalise their input's level away (instance-norm moments): shared by a photo's
+# tiles, but a clip's frames keep their own, since averaging them over frames would bring back
+# the very changes of light each frame's normalisation removes (``lljax.video``).
+PER_FRAME = frozenset({"instance_moments"})
+
 
 def shared_statistic(module, name, compute, *args):
   """``compute(*args)``, or the value recorded for ``module``'s ``name`` when one is given.

@@ -20,9 +20,8 @@ naming the frame; every frame read before it is enhanced and kept, in ``<name>.p
 
 Temporal consistency (``window`` > 1, default ``DEFAULT_WINDOW`` = 9 frames): the whole-image
 quantities a model's output depends on (``Restorer.global_context``: the flows' prior colour map
-at reduced resolution, per-layer global statistics such as instance-norm moments, attention
-matrices and noise estimates) are computed for every frame and replaced by their mean over a
-centred window of ``window`` frames (``window // 2`` before and after, so a steady change of light
+at reduced resolution, per-layer global statistics such as attention matrices, channel gates and
+noise estimates) are computed for every frame and replaced by their mean over a centred window of ``window`` frames (``window // 2`` before and after, so a steady change of light
 is followed without lag), restricted to the current shot: a scene cut, detected from the input
 (``CutDetector``: a jump of the downscaled frame's mean-normalised colour layout or of its mean
 brightness), starts a new window. Large frames are tiled and every tile uses the frame's smoothed
@@ -32,8 +31,10 @@ per model call where frames are not tiled.
 
 Per model (what ``global_context`` holds): LLFlow and SSFlow share their prior colour map (and
 any whole-image statistic); UPT-Flow shares its channel gates and transposed-attention matrices;
-DEvUDP shares its instance-norm moments (the batch-norm variants "dt" and "fclgan" have no
-whole-image statistic, so their frames are independent and ``window`` changes nothing); INFWIDE
+DEvUDP's instance-norm moments are shared by a frame's tiles but stay each frame's own
+(``lljax.nn.image_stats.PER_FRAME``: they renormalise every frame to one output level, and
+averaging them would bring the input's changes of light back; the batch-norm variants "dt" and
+"fclgan" have no whole-image statistic), so ``window`` changes nothing for DEvUDP; INFWIDE
 takes one blur kernel for the whole clip (``kernel``; a kernel sequence is not supported) and
 shares its noise-to-signal estimates. LLFlow's histogram-equalised input is still each frame's.
 
@@ -48,7 +49,7 @@ Needs ``imageio-ffmpeg`` (it ships an ffmpeg binary): ``pip install lljax[video]
 
 # The names of the former single module, importable from the package as before.
 from lljax.video.cli import add_arguments, plan_videos, run, summary, wants_video
-from lljax.video.enhance import DEFAULT_BATCH, DEFAULT_WINDOW, VideoResult, enhance_video
+from lljax.video.pipeline import DEFAULT_BATCH, DEFAULT_WINDOW, VideoResult, enhance_video
 from lljax.video.io import (DEFAULT_FPS, QUALITIES, VIDEO_EXTENSIONS, VideoDependencyError, VideoInfo, VideoReadError,
                             VideoWriteError, VideoWriter, ffmpeg_exe, is_video_file, open_source, probe, read_sequence,
                             read_video, sequence_files)

@@ -8,7 +8,7 @@ import os
 import pathlib
 import sys
 
-from lljax.video.enhance import DEFAULT_BATCH, DEFAULT_WINDOW, enhance_video
+from lljax.video.pipeline import DEFAULT_BATCH, DEFAULT_WINDOW, enhance_video
 from lljax.video.io import DEFAULT_FPS, QUALITIES, VIDEO_EXTENSIONS, ffmpeg_exe, is_video_file
 
 

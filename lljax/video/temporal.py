@@ -42,9 +42,18 @@ class CutDetector:
     return layout > self.layout_threshold or ratio > self.light_ratio
 
 
-def _tree_mean(trees):
+def _tree_mean(trees, own=None):
+  """Leaf-by-leaf mean of pytrees; given ``own`` (the frame's value), statistics named in
+  ``lljax.nn.image_stats.PER_FRAME`` (instance-norm moments) keep ``own``'s leaves."""
   import jax  # pylint: disable=import-outside-toplevel
-  return jax.tree.map(lambda *leaves: np.mean(np.stack([np.asarray(x, np.float32) for x in leaves]), 0), *trees)
+  from lljax.nn.image_stats import PER_FRAME  # pylint: disable=import-outside-toplevel
+
+  mean = lambda leaves: np.mean(np.stack([np.asarray(x, np.float32) for x in leaves]), 0)
+  if own is None:
+    return jax.tree.map(lambda *leaves: mean(leaves), *trees)
+  per_frame = lambda path: any(getattr(k, "key", None) in PER_FRAME for k in path)
+  return jax.tree_util.tree_map_with_path(lambda path, mine, *leaves: mine if per_frame(path) else mean(leaves),
+                                          own, *trees)
 
 
 def smooth(stream, window):
@@ -52,14 +61,15 @@ def smooth(stream, window):
 
   The smoothed value of frame t is the mean (leaf by leaf, ``jax.tree.map``) of the values of
   frames t - window // 2 .. t + window // 2 of the same shot (a frame with ``new_shot`` starts
-  one). ``value`` None passes through. Holds at most ``window`` entries.
+  one), except per-frame statistics, which keep frame t's (``_tree_mean``). ``value`` None passes
+  through. Holds at most ``window`` entries.
   """
   half, entries, shot, emitted = max(int(window), 1) // 2, collections.deque(), -1, 0
 
   def emit(t):
     entry = entries[t - entries[0][0]]
     peers = [e[3] for e in entries if e[1] == entry[1] and abs(e[0] - t) <= half]
-    value = None if entry[3] is None else (peers[0] if len(peers) == 1 else _tree_mean(peers))
+    value = None if entry[3] is None else (peers[0] if len(peers) == 1 else _tree_mean(peers, entry[3]))
     out, entry[2] = (entry[2], value, entry[4]), None
     while entries and entries[0][0] < t + 1 - half:
       entries.popleft()
