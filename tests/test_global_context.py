@@ -59,8 +59,9 @@ def test_a_context_must_fit_the_photo():
 # Tiled (every tile sharing the whole photo's context) against whole, 192x288 photo, 96 px tiles with
 # 32 px overlap: bounds on the mean abs difference, about twice what these random-weight fixtures
 # give (benchmarks/tile_seams.py measures the same at 256x384); with each tile's own statistics
-# DEvUDP-IN and INFWIDE exceed them (checked by breaking lljax.nn.image_stats).
-TILE_BOUNDS = {"llflow": 8e-3, "ssflow": 4e-3, "devudp": 1e-5, "devudp-in": 4e-2, "infwide": 1.5e-3}
+# DEvUDP-IN and INFWIDE exceed them (checked by breaking lljax.nn.image_stats). UPT-Flow's chaotic
+# random-weight fixture gives 0.030 shared, 0.051 with each tile's own statistics: bound 0.04.
+TILE_BOUNDS = {"llflow": 8e-3, "ssflow": 4e-3, "devudp": 1e-5, "devudp-in": 4e-2, "infwide": 1.5e-3, "uptflow": 4e-2}
 
 
 @pytest.mark.parametrize("name", sorted(TILE_BOUNDS))
