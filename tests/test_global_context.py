@@ -2,27 +2,23 @@
 statistics (``lljax.nn.image_stats``), tiles stay within a measured bound of the whole image,
 UPT-Flow's tiles start on its window grid, and whole-only enhancement refuses large photos."""
 
+import pathlib
+import sys
 
 import jax
 import numpy as np
 import pytest
 from skimage import data as skdata
 
-from lljax import api, enhance, models
 from lljax.imaging import motion
-from helpers import converted_fixture
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+import tile_seams  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _restorer(name):
   """A Restorer of a converted small fixture, or "devudp-in": DEvUDP's random ``small`` (instance norm)."""
-  if name == "devudp-in":
-    family = models.get("devudp")
-    module = family.Model("small")
-    params = module.init(jax.random.key(1), *family.init_inputs(module))["params"]
-    name = "devudp"
-  else:
-    _, module, params = converted_fixture(name)
-  return api.Restorer.of_module(name, module, params)
+  return tile_seams.restorer_of(name)
 
 
 def _photo(image, h, w, y=0, x=0):
