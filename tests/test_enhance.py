@@ -255,3 +255,12 @@ def test_prior_is_honoured_or_refused(restorer, tmp_path, photos, capsys):
   code, _, stderr = _run(capsys, "--model", tmp_path / "gan", photos / "a.png", "--output", tmp_path / "o",
                          "--prior", "global")
   assert code == 2 and "--prior" in stderr and "no prior map" in stderr and not (tmp_path / "o").exists()
+
+
+def test_no_tiles_reports_photos_above_the_budget(llflow_small_dir, photos, tmp_path, capsys):
+  """--no_tiles: a photo above --max_megapixels is an error naming the options, the others are enhanced."""
+  out = tmp_path / "out"
+  code, stdout, stderr = _run(capsys, "--model", llflow_small_dir, photos / "a.png", photos / "sub" / "c.png",
+                              "--output", out, "--max_megapixels", 0.0026, "--no_tiles")
+  assert code == 1 and "a.png" in stderr and "--no_tiles" in stderr and "--max_megapixels" in stderr  # 48x60
+  assert (out / "c.png").exists() and not (out / "a.png").exists() and "1 enhanced" in stdout  # 40x64
