@@ -88,6 +88,17 @@ def _shared(restorer, photo, kernel):
   return ", ".join(parts) or "–"
 
 
+def padding_change(model, bucket):
+  """Mean abs change of the raw whole-image output of chelsea (256x384) padded to ``bucket``."""
+  from lljax.imaging import motion, photos  # pylint: disable=import-outside-toplevel
+
+  restorer = restorer_of(model)
+  kernel = motion.motion_kernel(0, size=9)[0] if restorer.needs_kernel else None
+  photo = photos.load_photo("chelsea")[:256, :384].astype(np.float32) / 255 * 0.15
+  default = restorer.enhance_image(photo, kernel, clip=False)
+  return float(np.abs(restorer.enhance_image(photo, kernel, clip=False, bucket=bucket) - default).mean())
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--models", nargs="*", default=list(MODELS))
@@ -95,8 +106,14 @@ def main(argv=None):
   parser.add_argument("--overlap", type=int, default=32)
   parser.add_argument("--tile_statistics", action="store_true",
                       help="ablation: tiles compute their own whole-image statistics (prior map still shared)")
+  parser.add_argument("--bucket", type=int, default=0,
+                      help="instead: how much padding the whole photo to a multiple of this changes each model's output")
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args(argv)
+  if args.bucket:
+    for model in args.models:
+      print(f"{model}: bucket {args.bucket} against the default padding, mean abs {padding_change(model, args.bucket):.1e}")
+    return
   results = [measure(m, args.tile, args.overlap, args.tile_statistics) for m in args.models]
   if args.json:
     for r in results:
